@@ -1,0 +1,27 @@
+//! Store errors: the business outcomes a caller must tell apart, and everything else.
+
+use fhir_core::VersionId;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `If-Match` named another version than the current one (or the resource is absent).
+    #[error("version conflict")]
+    VersionConflict { current: Option<VersionId> },
+    /// A value that must be unique is held by another resource.
+    #[error("duplicate value for rule {rule}")]
+    Duplicate {
+        rule: &'static str,
+        /// FHIRPath of the element in the submitted resource.
+        expression: String,
+    },
+    /// A conditional interaction matched more than one resource.
+    #[error("the condition matched several resources")]
+    MultipleMatches,
+    /// Schema migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}

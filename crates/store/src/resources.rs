@@ -1,0 +1,464 @@
+//! Current resources: read, create, update (and update-as-create) and delete, each one
+//! transaction that also writes the history row and the uniqueness claims.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use fhir_core::resource::stamp;
+use fhir_core::{Id, ResourceType, VersionId};
+use serde_json::Value;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+
+use crate::{CONTENT_TEXT, Store, StoreError};
+
+/// The current row of a resource.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub version: VersionId,
+    pub last_updated: DateTime<Utc>,
+    pub deleted: bool,
+    /// The resource as JSON text; `None` when deleted.
+    pub content: Option<String>,
+}
+
+/// A version just written.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub id: Id,
+    pub version: VersionId,
+    pub last_updated: DateTime<Utc>,
+    /// The stored resource as JSON text, with the server-owned fields stamped.
+    pub content: String,
+    /// True when this write brought the resource into existence (201).
+    pub created: bool,
+}
+
+/// The result of a create, which may be conditional.
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// A new resource was stored.
+    New(Stored),
+    /// The `If-None-Exist` condition matched this resource; nothing was written.
+    Existing { id: Id, current: Current },
+}
+
+/// A value the written resource claims under a uniqueness rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub rule: &'static str,
+    /// The normalised value (e.g. a lower-cased email).
+    pub value: String,
+    /// FHIRPath of the element that holds it, for the error message.
+    pub expression: String,
+}
+
+/// One condition of a conditional interaction; several are combined with AND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Criteria {
+    /// `_id=x`
+    Id(Id),
+    /// `identifier=[system|]value`: `system` None matches any system, `Some("")` none.
+    Identifier {
+        system: Option<String>,
+        value: String,
+    },
+}
+
+/// How a version came to be, as history reports it.
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Post,
+    Put,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+/// PostgreSQL keeps microseconds: cut the clock there so the stamped `meta.lastUpdated`,
+/// the column and `Last-Modified` all agree.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+const UNIQUE_VIOLATION: &str = "23505";
+
+fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some(UNIQUE_VIOLATION) && db.constraint() == Some(constraint)
+        }
+        _ => false,
+    }
+}
+
+impl Store {
+    /// The current row of `type/id`, if it ever existed.
+    pub async fn read(&self, rtype: ResourceType, id: &Id) -> Result<Option<Current>, StoreError> {
+        let row = sqlx::query(&format!(
+            "select version, last_updated, deleted, {CONTENT_TEXT} as content
+             from resources where res_type = $1 and id = $2"
+        ))
+        .bind(rtype.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| Current {
+            version: VersionId::new(row.get("version")),
+            last_updated: row.get("last_updated"),
+            deleted: row.get("deleted"),
+            content: row.get("content"),
+        }))
+    }
+
+    /// Creates a resource with a server-assigned id. With `condition` (If-None-Exist), an
+    /// existing match is returned instead; the check and the insert are serialised per
+    /// condition so two concurrent conditional creates cannot both insert.
+    pub async fn create(
+        &self,
+        rtype: ResourceType,
+        mut resource: Value,
+        claims: &[Claim],
+        condition: Option<&[Criteria]>,
+    ) -> Result<Created, StoreError> {
+        let id = Id::generate();
+        let at = now();
+        stamp(&mut resource, &id, VersionId::FIRST, at);
+        let content =
+            serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
+
+        let Some(criteria) = condition else {
+            let mut conn = self.pool.acquire().await?;
+            let inserted = self
+                .insert_first(&mut conn, rtype, &id, at, &content, Method::Post, claims)
+                .await?;
+            debug_assert!(inserted, "a fresh UUID cannot collide");
+            return Ok(Created::New(Stored {
+                id,
+                version: VersionId::FIRST,
+                last_updated: at,
+                content,
+                created: true,
+            }));
+        };
+
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("create {rtype} {criteria:?}"))
+            .execute(&mut *tx)
+            .await?;
+        let matches = find(&mut tx, rtype, criteria).await?;
+        match matches.as_slice() {
+            [] => {
+                self.insert_first(&mut tx, rtype, &id, at, &content, Method::Post, claims)
+                    .await?;
+                tx.commit().await?;
+                Ok(Created::New(Stored {
+                    id,
+                    version: VersionId::FIRST,
+                    last_updated: at,
+                    content,
+                    created: true,
+                }))
+            }
+            [existing] => {
+                tx.commit().await?;
+                let existing: Id = existing
+                    .parse()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                let current = self
+                    .read(rtype, &existing)
+                    .await?
+                    .ok_or(StoreError::MultipleMatches)?;
+                Ok(Created::Existing {
+                    id: existing,
+                    current,
+                })
+            }
+            _ => Err(StoreError::MultipleMatches),
+        }
+    }
+
+    /// Inserts version 1 (or nothing, when the id exists: returns false), with its history
+    /// row and claims, in one statement.
+    #[expect(clippy::too_many_arguments, reason = "one statement, its parameters")]
+    async fn insert_first(
+        &self,
+        conn: &mut PgConnection,
+        rtype: ResourceType,
+        id: &Id,
+        at: DateTime<Utc>,
+        content: &str,
+        method: Method,
+        claims: &[Claim],
+    ) -> Result<bool, StoreError> {
+        let (rules, values): (Vec<&str>, Vec<&str>) =
+            claims.iter().map(|c| (c.rule, c.value.as_str())).unzip();
+        let result = sqlx::query(
+            "with cur as (
+                 insert into resources (res_type, id, version, last_updated, content)
+                 values ($1, $2, 1, $3, $4::jsonb)
+                 on conflict (res_type, id) do nothing
+                 returning res_type, id, content
+             ), hist as (
+                 insert into resource_history (res_type, id, version, last_updated, method, status, content)
+                 select res_type, id, 1, $3, $5, 201, content from cur
+             ), claims as (
+                 insert into unique_claims (rule, value, res_type, res_id)
+                 select c.rule, c.value, cur.res_type, cur.id
+                 from cur, unnest($6::text[], $7::text[]) as c(rule, value)
+             )
+             select count(*) from cur",
+        )
+        .bind(rtype.as_str())
+        .bind(id.as_str())
+        .bind(at)
+        .bind(content)
+        .bind(method.as_str())
+        .bind(&rules)
+        .bind(&values)
+        .fetch_one(&mut *conn)
+        .await;
+        match result {
+            Ok(row) => Ok(row.get::<i64, _>(0) == 1),
+            Err(e) if is_unique_violation(&e, "unique_claims_pkey") => {
+                Err(self.duplicate(claims).await)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Updates `type/id`, or creates it with that id when it does not exist (or was
+    /// deleted). `if_match` makes it fail unless the current version is that one.
+    /// The row lock taken first serialises concurrent updates: none is lost.
+    pub async fn update(
+        &self,
+        rtype: ResourceType,
+        id: &Id,
+        resource: Value,
+        if_match: Option<VersionId>,
+        claims: &[Claim],
+    ) -> Result<Stored, StoreError> {
+        // A concurrent update-as-create of the same new id can win the insert race; the
+        // retry then finds its row and updates it.
+        loop {
+            let mut resource = resource.clone();
+            let at = now();
+            let mut tx = self.pool.begin().await?;
+            let current = sqlx::query(
+                "select key, version, deleted from resources
+                 where res_type = $1 and id = $2 for update",
+            )
+            .bind(rtype.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+
+            let Some(current) = current else {
+                if if_match.is_some() {
+                    return Err(StoreError::VersionConflict { current: None });
+                }
+                stamp(&mut resource, id, VersionId::FIRST, at);
+                let content =
+                    serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
+                if !self
+                    .insert_first(&mut tx, rtype, id, at, &content, Method::Put, claims)
+                    .await?
+                {
+                    continue;
+                }
+                tx.commit().await?;
+                return Ok(Stored {
+                    id: id.clone(),
+                    version: VersionId::FIRST,
+                    last_updated: at,
+                    content,
+                    created: true,
+                });
+            };
+
+            let key: i64 = current.get("key");
+            let version = VersionId::new(current.get("version"));
+            let was_deleted: bool = current.get("deleted");
+            if if_match.is_some_and(|expected| expected != version) {
+                return Err(StoreError::VersionConflict {
+                    current: Some(version),
+                });
+            }
+            let next = version.next();
+            stamp(&mut resource, id, next, at);
+            let content =
+                serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
+            let status: i16 = if was_deleted { 201 } else { 200 };
+            sqlx::query(
+                "with cur as (
+                     update resources
+                     set version = $2, last_updated = $3, deleted = false, content = $4::jsonb
+                     where key = $1
+                     returning res_type, id, content
+                 )
+                 insert into resource_history (res_type, id, version, last_updated, method, status, content)
+                 select res_type, id, $2, $3, 'PUT', $5, content from cur",
+            )
+            .bind(key)
+            .bind(next.get())
+            .bind(at)
+            .bind(&content)
+            .bind(status)
+            .execute(&mut *tx)
+            .await?;
+            self.replace_claims(&mut tx, rtype, id, claims).await?;
+            tx.commit().await?;
+            return Ok(Stored {
+                id: id.clone(),
+                version: next,
+                last_updated: at,
+                content,
+                created: was_deleted,
+            });
+        }
+    }
+
+    /// Deletes `type/id`: a tombstone version. Returns the tombstone's version and time,
+    /// or `None` when there was nothing to delete (unknown or already deleted).
+    pub async fn delete(
+        &self,
+        rtype: ResourceType,
+        id: &Id,
+    ) -> Result<Option<(VersionId, DateTime<Utc>)>, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "with cur as (
+                 update resources
+                 set version = version + 1, last_updated = $3, deleted = true, content = null
+                 where res_type = $1 and id = $2 and not deleted
+                 returning version
+             ), hist as (
+                 insert into resource_history (res_type, id, version, last_updated, method, status)
+                 select $1, $2, version, $3, 'DELETE', 204 from cur
+             )
+             select version from cur",
+        )
+        .bind(rtype.as_str())
+        .bind(id.as_str())
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        self.replace_claims(&mut tx, rtype, id, &[]).await?;
+        tx.commit().await?;
+        Ok(Some((VersionId::new(row.get("version")), at)))
+    }
+
+    async fn replace_claims(
+        &self,
+        conn: &mut PgConnection,
+        rtype: ResourceType,
+        id: &Id,
+        claims: &[Claim],
+    ) -> Result<(), StoreError> {
+        let (rules, values): (Vec<&str>, Vec<&str>) =
+            claims.iter().map(|c| (c.rule, c.value.as_str())).unzip();
+        let result = sqlx::query(
+            "with gone as (
+                 delete from unique_claims where res_type = $1 and res_id = $2
+                 and (rule, value) not in (select * from unnest($3::text[], $4::text[]))
+             )
+             insert into unique_claims (rule, value, res_type, res_id)
+             select c.rule, c.value, $1, $2 from unnest($3::text[], $4::text[]) as c(rule, value)
+             on conflict (rule, value) do update set rule = excluded.rule
+             where unique_claims.res_type = $1 and unique_claims.res_id = $2",
+        )
+        .bind(rtype.as_str())
+        .bind(id.as_str())
+        .bind(&rules)
+        .bind(&values)
+        .execute(&mut *conn)
+        .await;
+        match result {
+            // Claims held by another resource are skipped by the conditional upsert; count them.
+            Ok(done) if done.rows_affected() == claims.len() as u64 => Ok(()),
+            Ok(_) => Err(self.duplicate(claims).await),
+            Err(e) if is_unique_violation(&e, "unique_claims_pkey") => {
+                Err(self.duplicate(claims).await)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Names the first claim that another resource holds (for the 409 message).
+    async fn duplicate(&self, claims: &[Claim]) -> StoreError {
+        let (rules, values): (Vec<&str>, Vec<&str>) =
+            claims.iter().map(|c| (c.rule, c.value.as_str())).unzip();
+        let held: Vec<(String, String)> = sqlx::query_as(
+            "select rule, value from unique_claims
+             where (rule, value) in (select * from unnest($1::text[], $2::text[]))",
+        )
+        .bind(&rules)
+        .bind(&values)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap_or_default();
+        let first = claims
+            .iter()
+            .find(|c| held.iter().any(|(r, v)| r == c.rule && v == &c.value))
+            .or(claims.first());
+        match first {
+            Some(claim) => StoreError::Duplicate {
+                rule: claim.rule,
+                expression: claim.expression.clone(),
+            },
+            None => StoreError::Duplicate {
+                rule: "",
+                expression: String::new(),
+            },
+        }
+    }
+}
+
+/// Ids of current resources of `rtype` matching every criterion (at most two: the caller
+/// only tells none, one and several apart).
+async fn find(
+    conn: &mut PgConnection,
+    rtype: ResourceType,
+    criteria: &[Criteria],
+) -> Result<Vec<String>, StoreError> {
+    let mut query: QueryBuilder<Postgres> =
+        QueryBuilder::new("select id from resources where not deleted and res_type = ");
+    query.push_bind(rtype.as_str());
+    for criterion in criteria {
+        match criterion {
+            Criteria::Id(id) => {
+                query.push(" and id = ").push_bind(id.as_str().to_owned());
+            }
+            Criteria::Identifier { system, value } => {
+                let mut pattern = serde_json::json!({ "value": value });
+                if let Some(system) = system.as_deref().filter(|s| !s.is_empty()) {
+                    pattern["system"] = Value::String(system.to_owned());
+                }
+                query
+                    .push(" and content -> 'identifier' @> ")
+                    .push_bind(Value::Array(vec![pattern]))
+                    .push("::jsonb");
+                if system.as_deref() == Some("") {
+                    query
+                        .push(
+                            " and exists (select 1 from jsonb_array_elements(content -> 'identifier') e
+                              where e ->> 'value' = ",
+                        )
+                        .push_bind(value.clone())
+                        .push(" and not e ? 'system')");
+                }
+            }
+        }
+    }
+    query.push(" limit 2");
+    let rows = query.build().fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().map(|row| row.get("id")).collect())
+}

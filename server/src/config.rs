@@ -1,0 +1,152 @@
+//! Server configuration, read once from the environment at start-up (see `.env.example`).
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use url::Url;
+
+/// Everything the server is told by its environment.
+#[derive(Clone)]
+pub struct Config {
+    /// `FHIR_LISTEN_ADDR`: where to listen.
+    pub listen_addr: SocketAddr,
+    /// `FHIR_BASE_URL`: the public FHIR base; routes are served under its path.
+    pub base_url: Url,
+    /// `DATABASE_URL`: PostgreSQL connection string (holds a secret).
+    pub database_url: String,
+    /// `DATABASE_MAX_CONNECTIONS`: pool size.
+    pub database_max_connections: u32,
+    /// `FHIR_MAX_BODY_BYTES`: larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `FHIR_UNIQUE_PATIENT_EMAIL`: refuse two current Patients with the same email.
+    pub unique_patient_email: bool,
+    /// `FHIR_DEFAULT_PAGE_SIZE`: entries per page when `_count` is absent.
+    pub default_page_size: u32,
+    /// `FHIR_MAX_PAGE_SIZE`: the largest `_count` honoured (larger ones are cut to it).
+    pub max_page_size: u32,
+    /// `FHIR_LOG_FORMAT`: `text` or `json`.
+    pub log_json: bool,
+}
+
+impl Config {
+    /// Reads the configuration, failing fast on anything malformed.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration from `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let get = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
+        let base_url: Url = get("FHIR_BASE_URL", "http://localhost:8080/fhir")
+            .parse()
+            .context("FHIR_BASE_URL is not a URL")?;
+        if base_url.query().is_some() || base_url.fragment().is_some() {
+            bail!("FHIR_BASE_URL must not have a query or fragment");
+        }
+        let log_json = match get("FHIR_LOG_FORMAT", "text").as_str() {
+            "text" => false,
+            "json" => true,
+            _ => bail!("FHIR_LOG_FORMAT must be text or json"),
+        };
+        let default_page_size = parse(
+            &get("FHIR_DEFAULT_PAGE_SIZE", "50"),
+            "FHIR_DEFAULT_PAGE_SIZE",
+        )?;
+        let max_page_size = parse(&get("FHIR_MAX_PAGE_SIZE", "500"), "FHIR_MAX_PAGE_SIZE")?;
+        if default_page_size == 0 || default_page_size > max_page_size {
+            bail!("FHIR_DEFAULT_PAGE_SIZE must be between 1 and FHIR_MAX_PAGE_SIZE");
+        }
+        Ok(Config {
+            listen_addr: parse(&get("FHIR_LISTEN_ADDR", "0.0.0.0:8080"), "FHIR_LISTEN_ADDR")?,
+            base_url,
+            database_url: get(
+                "DATABASE_URL",
+                "postgres://ferrum:ferrum@127.0.0.1:5432/ferrum",
+            ),
+            database_max_connections: parse(
+                &get("DATABASE_MAX_CONNECTIONS", "16"),
+                "DATABASE_MAX_CONNECTIONS",
+            )?,
+            max_body_bytes: parse(
+                &get("FHIR_MAX_BODY_BYTES", "8388608"),
+                "FHIR_MAX_BODY_BYTES",
+            )?,
+            unique_patient_email: parse(
+                &get("FHIR_UNIQUE_PATIENT_EMAIL", "true"),
+                "FHIR_UNIQUE_PATIENT_EMAIL",
+            )?,
+            default_page_size,
+            max_page_size,
+            log_json,
+        })
+    }
+
+    /// The FHIR base without a trailing slash, as written in links and `Location`.
+    pub fn base(&self) -> String {
+        self.base_url.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// The path the FHIR routes are served under (`/fhir`), or empty for the root.
+    pub fn base_path(&self) -> String {
+        self.base_url.path().trim_end_matches('/').to_owned()
+    }
+}
+
+fn parse<T: std::str::FromStr>(value: &str, name: &str) -> anyhow::Result<T> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{name} has an invalid value"))
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut database_url = Url::parse(&self.database_url).ok();
+        if let Some(url) = database_url.as_mut().filter(|u| u.password().is_some()) {
+            let _ = url.set_password(Some("redacted"));
+        }
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("base_url", &self.base_url.as_str())
+            .field("database_url", &database_url.map(String::from))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("unique_patient_email", &self.unique_patient_email)
+            .field("default_page_size", &self.default_page_size)
+            .field("max_page_size", &self.max_page_size)
+            .field("log_json", &self.log_json)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = Config::from_lookup(|_| None).expect("defaults are valid");
+        assert_eq!(config.listen_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.base(), "http://localhost:8080/fhir");
+        assert_eq!(config.base_path(), "/fhir");
+        assert!(config.unique_patient_email);
+    }
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let config = Config::from_lookup(|name| {
+            (name == "DATABASE_URL").then(|| "postgres://u:s3cret@h/db".to_owned())
+        })
+        .expect("valid");
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        assert!(
+            Config::from_lookup(|n| (n == "FHIR_MAX_BODY_BYTES").then(|| "lots".into())).is_err()
+        );
+        assert!(Config::from_lookup(|n| (n == "FHIR_LOG_FORMAT").then(|| "xml".into())).is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! The API error: every failure a request can meet, and how it is answered.
+//!
+//! | variant              | status | issue code      |
+//! |----------------------|--------|-----------------|
+//! | `Invalid`            | 400    | from validation (structure, required, value, code-invalid, invalid) |
+//! | `BadRequest`         | 400    | invalid / value |
+//! | `NotFound`           | 404    | not-found       |
+//! | `UnknownType`        | 404    | not-supported   |
+//! | `MethodNotAllowed`   | 405    | not-supported   |
+//! | `NotAcceptable`      | 406    | not-supported   |
+//! | `Conflict`           | 409    | duplicate       |
+//! | `Gone`               | 410    | deleted         |
+//! | `PreconditionFailed` | 412    | conflict        |
+//! | `TooLarge`           | 413    | too-long        |
+//! | `UnsupportedMediaType` | 415  | not-supported   |
+//! | `Internal`           | 500    | exception (details logged, never sent) |
+//!
+//! Diagnostics never repeat request content: it may be patient data.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fhir_core::outcome::operation_outcome;
+use fhir_core::{Issue, IssueCode};
+use store::StoreError;
+
+/// An error answered with an OperationOutcome.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid resource")]
+    Invalid(Vec<Issue>),
+    #[error("bad request")]
+    BadRequest(Issue),
+    #[error("not found")]
+    NotFound(String),
+    #[error("unknown resource type")]
+    UnknownType,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("not acceptable")]
+    NotAcceptable,
+    #[error("conflict")]
+    Conflict(Issue),
+    #[error("gone")]
+    Gone(String),
+    #[error("precondition failed")]
+    PreconditionFailed(String),
+    #[error("payload too large")]
+    TooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The FHIR JSON media type every response body carries unless XML was asked for.
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+impl ApiError {
+    /// A 400 about a request parameter or header (not the body).
+    pub fn bad_request(diagnostics: impl Into<String>) -> Self {
+        ApiError::BadRequest(Issue::error(IssueCode::Value, diagnostics))
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) | ApiError::UnknownType => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn issues(self) -> Vec<Issue> {
+        use IssueCode as C;
+        match self {
+            ApiError::Invalid(issues) => issues,
+            ApiError::BadRequest(issue) | ApiError::Conflict(issue) => vec![issue],
+            ApiError::NotFound(what) => {
+                vec![Issue::error(C::NotFound, format!("{what} is not known"))]
+            }
+            ApiError::UnknownType => vec![Issue::error(
+                C::NotSupported,
+                "this server does not serve that resource type",
+            )],
+            ApiError::MethodNotAllowed => vec![Issue::error(
+                C::NotSupported,
+                "this interaction is not supported here",
+            )],
+            ApiError::NotAcceptable => vec![Issue::error(
+                C::NotSupported,
+                "the server produces application/fhir+json and application/fhir+xml",
+            )],
+            ApiError::Gone(what) => {
+                vec![Issue::error(C::Deleted, format!("{what} has been deleted"))]
+            }
+            ApiError::PreconditionFailed(why) => vec![Issue::error(C::Conflict, why)],
+            ApiError::TooLarge => vec![Issue::error(C::TooLong, "the request body is too large")],
+            ApiError::UnsupportedMediaType => vec![Issue::error(
+                C::NotSupported,
+                "send application/fhir+json or application/fhir+xml",
+            )],
+            ApiError::Internal(_) => vec![Issue::error(C::Exception, "internal server error")],
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "request failed");
+        }
+        let status = self.status();
+        outcome_response(status, &self.issues())
+    }
+}
+
+/// An OperationOutcome response with `status`.
+pub fn outcome_response(status: StatusCode, issues: &[Issue]) -> Response {
+    let body = operation_outcome(issues).to_string();
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    response
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::VersionConflict { current: Some(v) } => ApiError::PreconditionFailed(
+                format!("If-Match does not name the current version ({v})"),
+            ),
+            StoreError::VersionConflict { current: None } => ApiError::PreconditionFailed(
+                "If-Match given for a resource that does not exist".into(),
+            ),
+            StoreError::Duplicate { rule, expression } => ApiError::Conflict(Issue::at(
+                IssueCode::Duplicate,
+                expression,
+                format!("the value must be unique ({rule}): another resource already has it"),
+            )),
+            StoreError::MultipleMatches => {
+                ApiError::PreconditionFailed("the condition matches more than one resource".into())
+            }
+            // A database message can quote the data it choked on: log only its SQLSTATE.
+            StoreError::Database(sqlx_err) => {
+                ApiError::Internal(match sqlx_err.as_database_error() {
+                    Some(db) => format!(
+                        "database error (SQLSTATE {})",
+                        db.code().unwrap_or_default()
+                    ),
+                    None => sqlx_err.to_string(),
+                })
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The FHIR RESTful interactions, one file each, named with the spec's words.
+
+pub mod capabilities;
+pub mod create;
+pub mod delete;
+pub mod history;
+pub mod read;
+pub mod update;
+pub mod vread;
+
+use fhir_core::resource::{self, Format};
+use fhir_core::rules::patient_emails;
+use fhir_core::{Issue, IssueCode, ResourceType};
+use serde_json::Value;
+use store::Claim;
+
+use crate::error::ApiError;
+use crate::http::FhirBody;
+use crate::state::AppState;
+
+/// Parses and validates a write's body as a resource of `rtype`.
+fn parse_body(body: &FhirBody, rtype: ResourceType) -> Result<Value, ApiError> {
+    resource::parse(&body.bytes, body.format, rtype).map_err(ApiError::Invalid)
+}
+
+/// The uniqueness claims a resource makes under the rules switched on.
+fn claims(state: &AppState, rtype: ResourceType, resource: &Value) -> Vec<Claim> {
+    if rtype != ResourceType::Patient || !state.config.unique_patient_email {
+        return Vec::new();
+    }
+    patient_emails(resource)
+        .into_iter()
+        .map(|u| Claim {
+            rule: u.rule,
+            value: u.value,
+            expression: u.expression,
+        })
+        .collect()
+}
+
+/// Answers a resource read in the negotiated format: JSON as stored, or converted to XML.
+fn stored_body(format: Format, content: String) -> Result<axum::response::Response, ApiError> {
+    crate::http::fhir_body(axum::http::StatusCode::OK, format, content)
+}
+
+/// An `id` in a body that must name the URL's resource.
+fn check_body_id(resource: &Value, url_id: &str) -> Result<(), ApiError> {
+    match resource::body_id(resource) {
+        Some(id) if id == url_id => Ok(()),
+        Some(_) => Err(ApiError::Invalid(vec![Issue::at(
+            IssueCode::Invalid,
+            "id",
+            "the id in the body does not match the id in the URL",
+        )])),
+        None => Err(ApiError::Invalid(vec![Issue::at(
+            IssueCode::Required,
+            "id",
+            "an update must carry the resource id in the body",
+        )])),
+    }
+}

@@ -1,0 +1,130 @@
+//! Ferrum: a FHIR R4 server. `router(state)` is the whole application, so tests can drive
+//! it without a socket; `run(config)` connects the store and serves it.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod interaction;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use fhir_core::{Issue, IssueCode};
+use store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use config::Config;
+pub use state::AppState;
+
+use crate::error::outcome_response;
+
+/// How long one request may take before it is answered 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The application: FHIR routes under the base path, `/health`, and the layers every
+/// request passes (outermost first): request id, trace span, OperationOutcome for bare
+/// errors, panic → 500, timeout, CORS, body limit.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let base_path = state.config.base_path();
+    let fhir = routes::fhir_routes();
+    let app = if base_path.is_empty() {
+        fhir
+    } else {
+        Router::new()
+            .nest(&base_path, fhir)
+            .fallback(|| async { error::ApiError::NotFound("this URL".into()) })
+    };
+    app.route("/health", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(Any)
+                .allow_headers(Any)
+                .expose_headers([header::ETAG, header::LOCATION, header::LAST_MODIFIED]),
+        )
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            outcome_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &[Issue::error(IssueCode::Exception, "internal server error")],
+            )
+        }))
+        .layer(axum::middleware::map_response(outcome_for_bare_errors))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(telemetry::request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Errors produced below the handlers (timeouts, framework rejections) come without a
+/// body: give them an OperationOutcome like every other error.
+async fn outcome_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let has_body_type = response.headers().contains_key(header::CONTENT_TYPE);
+    if !(status.is_client_error() || status.is_server_error()) || has_body_type {
+        return response;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => IssueCode::TooLong,
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_ACCEPTABLE => IssueCode::NotSupported,
+        s if s.is_server_error() => IssueCode::Exception,
+        _ => IssueCode::Invalid,
+    };
+    let reason = status.canonical_reason().unwrap_or("error");
+    outcome_response(status, &[Issue::error(code, reason)]).into_response()
+}
+
+/// Connects the store, applies migrations, and serves until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    store.migrate().await?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, base = %config.base(), "listening");
+    axum::serve(listener, router(AppState::new(store, config)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

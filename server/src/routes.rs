@@ -1,0 +1,65 @@
+//! The route table: every URL the server answers, and the interactions it therefore
+//! declares in its CapabilityStatement.
+//!
+//! | method | path                              | interaction        |
+//! |--------|-----------------------------------|--------------------|
+//! | GET    | /metadata                         | capabilities       |
+//! | GET    | /_history                         | history-system     |
+//! | POST   | /[type]                           | create             |
+//! | GET    | /[type]/_history                  | history-type       |
+//! | GET    | /[type]/[id]                      | read               |
+//! | PUT    | /[type]/[id]                      | update             |
+//! | DELETE | /[type]/[id]                      | delete             |
+//! | GET    | /[type]/[id]/_history             | history-instance   |
+//! | GET    | /[type]/[id]/_history/[vid]       | vread              |
+//!
+//! All of them live under the path of `FHIR_BASE_URL`; `/health` sits outside it.
+
+use axum::Router;
+use axum::routing::{MethodRouter, get, post};
+
+use crate::error::ApiError;
+use crate::interaction::{capabilities, create, delete, history, read, update, vread};
+use crate::state::AppState;
+
+/// Type-level interaction codes served for every type in the registry.
+pub const TYPE_INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+];
+
+/// System-level interaction codes served.
+pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("this URL".into())
+}
+
+fn answer_405(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.fallback(method_not_allowed)
+}
+
+/// The FHIR routes, relative to the base path.
+pub fn fhir_routes() -> Router<AppState> {
+    Router::new()
+        .route("/metadata", answer_405(get(capabilities::capabilities)))
+        .route("/_history", answer_405(get(history::system)))
+        .route("/{type}", answer_405(post(create::create)))
+        .route("/{type}/_history", answer_405(get(history::type_level)))
+        .route(
+            "/{type}/{id}",
+            answer_405(get(read::read).put(update::update).delete(delete::delete)),
+        )
+        .route("/{type}/{id}/_history", answer_405(get(history::instance)))
+        .route("/{type}/{id}/_history/{vid}", answer_405(get(vread::vread)))
+        .fallback(not_found)
+}
