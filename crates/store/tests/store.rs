@@ -1,0 +1,290 @@
+//! Store tests against a real PostgreSQL: each test gets a fresh database from
+//! `#[sqlx::test]` (DATABASE_URL names the server; its role needs CREATEDB).
+
+use fhir_core::{Id, ResourceType, VersionId};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use store::{Claim, Created, Criteria, HistoryQuery, HistoryScope, Store, StoreError};
+
+fn id(s: &str) -> Id {
+    s.parse().unwrap_or_else(|_| panic!("{s} is a valid id"))
+}
+
+fn patient(id: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id, "active": true})
+}
+
+fn email(value: &str) -> Vec<Claim> {
+    vec![Claim {
+        rule: "Patient.email",
+        value: value.into(),
+        expression: "Patient.telecom[0].value".into(),
+    }]
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn parallel_updates_lose_nothing(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let p = id("p");
+    let writes = (0..24).map(|_| store.update(ResourceType::Patient, &p, patient("p"), None, &[]));
+    for result in futures::future::join_all(writes).await {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let current = store.read(ResourceType::Patient, &p).await.ok().flatten();
+    assert_eq!(current.map(|c| c.version), Some(VersionId::new(24)));
+    let page = store
+        .history(&HistoryQuery {
+            scope: HistoryScope::Instance(ResourceType::Patient, p),
+            since: None,
+            before: None,
+            count: 100,
+        })
+        .await
+        .ok();
+    let versions: Vec<i64> = page
+        .iter()
+        .flat_map(|p| &p.rows)
+        .map(|r| r.version.get())
+        .collect();
+    assert_eq!(versions, (1..=24).rev().collect::<Vec<_>>());
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn if_match_admits_one_winner(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let p = id("p");
+    assert!(
+        store
+            .update(ResourceType::Patient, &p, patient("p"), None, &[])
+            .await
+            .is_ok()
+    );
+    let writes = (0..8).map(|_| {
+        store.update(
+            ResourceType::Patient,
+            &p,
+            patient("p"),
+            Some(VersionId::FIRST),
+            &[],
+        )
+    });
+    let results = futures::future::join_all(writes).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(StoreError::VersionConflict { current: Some(_) })))
+    );
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn delete_writes_one_tombstone_and_update_revives(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let p = id("p");
+    assert!(
+        store
+            .update(ResourceType::Patient, &p, patient("p"), None, &[])
+            .await
+            .is_ok()
+    );
+    let deleted = store.delete(ResourceType::Patient, &p).await.ok().flatten();
+    assert_eq!(deleted.map(|d| d.0), Some(VersionId::new(2)));
+    assert!(matches!(
+        store.delete(ResourceType::Patient, &p).await,
+        Ok(None)
+    ));
+    assert!(matches!(
+        store.delete(ResourceType::Patient, &id("never")).await,
+        Ok(None)
+    ));
+    let current = store.read(ResourceType::Patient, &p).await.ok().flatten();
+    assert!(current.is_some_and(|c| c.deleted && c.content.is_none()));
+    let tombstone = store
+        .vread(ResourceType::Patient, &p, VersionId::new(2))
+        .await
+        .ok()
+        .flatten();
+    assert!(tombstone.is_some_and(|t| t.content.is_none() && t.method == "DELETE"));
+    let revived = store
+        .update(ResourceType::Patient, &p, patient("p"), None, &[])
+        .await;
+    assert!(matches!(revived, Ok(ref s) if s.created && s.version == VersionId::new(3)));
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn claims_are_unique_among_current_resources(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let (a, b) = (id("a"), id("b"));
+    assert!(
+        store
+            .update(
+                ResourceType::Patient,
+                &a,
+                patient("a"),
+                None,
+                &email("x@y.org")
+            )
+            .await
+            .is_ok()
+    );
+    // The holder may keep its own claim.
+    assert!(
+        store
+            .update(
+                ResourceType::Patient,
+                &a,
+                patient("a"),
+                None,
+                &email("x@y.org")
+            )
+            .await
+            .is_ok()
+    );
+    let taken = store
+        .update(
+            ResourceType::Patient,
+            &b,
+            patient("b"),
+            None,
+            &email("x@y.org"),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Duplicate { ref expression, .. }) if expression == "Patient.telecom[0].value")
+    );
+    // Nothing of the refused write is left behind.
+    assert!(
+        store
+            .read(ResourceType::Patient, &b)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+    );
+    let created = store
+        .create(ResourceType::Patient, patient("c"), &email("x@y.org"), None)
+        .await;
+    assert!(matches!(created, Err(StoreError::Duplicate { .. })));
+    // Deleting the holder frees the value.
+    assert!(store.delete(ResourceType::Patient, &a).await.is_ok());
+    assert!(
+        store
+            .update(
+                ResourceType::Patient,
+                &b,
+                patient("b"),
+                None,
+                &email("x@y.org")
+            )
+            .await
+            .is_ok()
+    );
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn conditional_create_finds_by_identifier(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let with_identifier = json!({"resourceType": "Patient",
+        "identifier": [{"system": "http://hospital.example/mrn", "value": "123"}]});
+    let condition = [Criteria::Identifier {
+        system: Some("http://hospital.example/mrn".into()),
+        value: "123".into(),
+    }];
+    let first = store
+        .create(
+            ResourceType::Patient,
+            with_identifier.clone(),
+            &[],
+            Some(&condition),
+        )
+        .await;
+    let Ok(Created::New(first)) = first else {
+        panic!("first create stores: {first:?}")
+    };
+    let second = store
+        .create(
+            ResourceType::Patient,
+            with_identifier.clone(),
+            &[],
+            Some(&condition),
+        )
+        .await;
+    assert!(matches!(second, Ok(Created::Existing { ref id, .. }) if *id == first.id));
+    let no_system = [Criteria::Identifier {
+        system: Some(String::new()),
+        value: "123".into(),
+    }];
+    let third = store
+        .create(
+            ResourceType::Patient,
+            with_identifier.clone(),
+            &[],
+            Some(&no_system),
+        )
+        .await;
+    assert!(
+        matches!(third, Ok(Created::New(_))),
+        "the stored identifier has a system"
+    );
+    let any_system = [Criteria::Identifier {
+        system: None,
+        value: "123".into(),
+    }];
+    let fourth = store
+        .create(
+            ResourceType::Patient,
+            with_identifier,
+            &[],
+            Some(&any_system),
+        )
+        .await;
+    assert!(matches!(fourth, Err(StoreError::MultipleMatches)));
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn history_pages_by_cursor(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    for n in 0..7 {
+        let name = format!("p{n}");
+        assert!(
+            store
+                .update(ResourceType::Patient, &id(&name), patient(&name), None, &[])
+                .await
+                .is_ok()
+        );
+    }
+    assert!(
+        store
+            .update(
+                ResourceType::Account,
+                &id("a"),
+                json!({"resourceType": "Account", "id": "a", "status": "active"}),
+                None,
+                &[]
+            )
+            .await
+            .is_ok()
+    );
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .history(&HistoryQuery {
+                scope: HistoryScope::Type(ResourceType::Patient),
+                since: None,
+                before,
+                count: 3,
+            })
+            .await;
+        let Ok(page) = page else {
+            panic!("history: {page:?}")
+        };
+        seen.extend(page.rows.iter().map(|r| r.id.clone()));
+        match page.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["p6", "p5", "p4", "p3", "p2", "p1", "p0"]);
+}
