@@ -266,17 +266,23 @@ pub fn etag(version: VersionId) -> String {
     format!("W/\"{version}\"")
 }
 
-/// `If-Match`, parsed: `None` when absent; 400 when malformed.
+/// `If-Match`, parsed: `None` when absent; 400 when malformed. A well-formed tag of a
+/// version that cannot exist (`W/"0"`) is kept: it fails the comparison, so 412.
 pub fn if_match(headers: &HeaderMap) -> Result<Option<VersionId>, ApiError> {
-    match headers.get(header::IF_MATCH) {
-        None => Ok(None),
-        Some(value) => value
-            .to_str()
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let tag = value.to_str().ok().and_then(|v| {
+        let v = v.trim();
+        v.strip_prefix("W/")
+            .unwrap_or(v)
+            .strip_prefix('"')?
+            .strip_suffix('"')?
+            .parse::<u32>()
             .ok()
-            .and_then(parse_etag)
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request("If-Match must be an ETag such as W/\"1\"")),
-    }
+    });
+    tag.map(|n| Some(VersionId::new(i64::from(n))))
+        .ok_or_else(|| ApiError::bad_request("If-Match must be an ETag such as W/\"1\""))
 }
 
 /// An HTTP date (`Last-Modified`).

@@ -15,8 +15,12 @@
 //!
 //! All of them live under the path of `FHIR_BASE_URL`; `/health` sits outside it.
 
+use std::collections::HashMap;
+
 use axum::Router;
+use axum::extract::Path;
 use axum::routing::{MethodRouter, get, post};
+use fhir_core::ResourceType;
 
 use crate::error::ApiError;
 use crate::interaction::{capabilities, create, delete, history, read, update, vread};
@@ -36,8 +40,12 @@ pub const TYPE_INTERACTIONS: &[&str] = &[
 /// System-level interaction codes served.
 pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+/// 405 on a known route, but 404 when the path names a type the server does not serve.
+async fn method_not_allowed(Path(params): Path<HashMap<String, String>>) -> ApiError {
+    match params.get("type") {
+        Some(name) if name.parse::<ResourceType>().is_err() => ApiError::UnknownType,
+        _ => ApiError::MethodNotAllowed,
+    }
 }
 
 async fn not_found() -> ApiError {

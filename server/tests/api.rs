@@ -67,9 +67,15 @@ async fn framework_errors_are_operation_outcomes(pool: PgPool) {
     let (status, _, body) = send(&app, request("PATCH", "/fhir/Patient/x", None, "")).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(outcome_code(&body), "not-supported");
+    let (status, _, body) = send(&app, request("POST", "/fhir/metadata", None, "")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(outcome_code(&body), "not-supported");
     let (status, _, body) = send(&app, request("GET", "/elsewhere", None, "")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     outcome_code(&body);
+    let (status, _, body) = send(&app, request("GET", "/fhir/Observation", None, "")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(outcome_code(&body), "not-supported");
     let (status, _, body) = send(&app, request("GET", "/fhir/Observation/x", None, "")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(outcome_code(&body), "not-supported");
