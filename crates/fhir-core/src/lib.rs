@@ -8,6 +8,7 @@ pub mod resource;
 pub mod resource_type;
 pub mod rules;
 pub mod validation;
+pub mod xml;
 
 pub use id::{Id, VersionId};
 pub use outcome::{Issue, IssueCode, Severity};

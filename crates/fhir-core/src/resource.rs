@@ -62,23 +62,7 @@ fn parse_json(text: &str) -> Result<Value, Vec<Issue>> {
 }
 
 fn xml_to_json(text: &str) -> Result<Value, Vec<Issue>> {
-    let config = fhirbolt::serde::DeserializationConfig {
-        mode: fhirbolt::serde::DeserializationMode::Strict,
-    };
-    let resource: fhirbolt::model::r4::Resource = fhirbolt::xml::from_str(text, Some(config))
-        .map_err(|_| {
-            vec![Issue::error(
-                IssueCode::Structure,
-                "malformed or invalid FHIR XML",
-            )]
-        })?;
-    let json = fhirbolt::json::to_string(&resource, None).map_err(|_| {
-        vec![Issue::error(
-            IssueCode::Structure,
-            "the XML resource cannot be represented as JSON",
-        )]
-    })?;
-    parse_json(&json)
+    crate::xml::xml_to_json(text)
 }
 
 fn check_type(value: &Value, expected: ResourceType) -> Result<(), Vec<Issue>> {
@@ -142,10 +126,7 @@ pub fn format_instant(at: DateTime<Utc>) -> String {
 
 /// Converts a stored JSON resource to FHIR XML.
 pub fn json_to_xml(json: &str) -> Result<String, Issue> {
-    let resource: fhirbolt::model::r4::Resource = fhirbolt::json::from_str(json, None)
-        .map_err(|_| Issue::error(IssueCode::Exception, "stored resource is not valid R4"))?;
-    fhirbolt::xml::to_string(&resource, None)
-        .map_err(|_| Issue::error(IssueCode::Exception, "cannot serialise the resource as XML"))
+    crate::xml::json_to_xml(json)
 }
 
 #[cfg(test)]
