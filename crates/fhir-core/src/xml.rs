@@ -496,31 +496,7 @@ fn lenient_issues(text: &str) -> Vec<Issue> {
 fn strict_diagnostics(error: &fhirbolt::xml::Error) -> String {
     use fhirbolt::xml::Error;
     match error {
-        Error::Message(message) => {
-            const NAMES_ONLY: [&str; 4] = [
-                "missing field",
-                "missing required field",
-                "unknown field",
-                "duplicate field",
-            ];
-            if NAMES_ONLY.iter().any(|prefix| message.starts_with(prefix)) {
-                message.clone()
-            } else if let Some((head, expected)) = message.split_once(", expected ") {
-                let kind = head
-                    .split([':', '`', '"'])
-                    .next()
-                    .unwrap_or_default()
-                    .trim_end();
-                format!("{kind}, expected {expected}")
-            } else {
-                message
-                    .split([':', '`', '"'])
-                    .next()
-                    .unwrap_or_default()
-                    .trim_end()
-                    .to_owned()
-            }
-        }
+        Error::Message(message) => crate::validation::redact_serde_message(message),
         Error::InvalidXml(_) | Error::InvalidXmlAttribute(_) | Error::Utf8Error(_) => {
             "malformed XML".to_owned()
         }

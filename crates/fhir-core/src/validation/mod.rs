@@ -69,24 +69,20 @@ pub fn parse_strict(json_text: &str) -> Result<fhirbolt::model::r4::Resource, Is
         .map_err(|error| Issue::error(IssueCode::Structure, strict_diagnostics(&error)))
 }
 
-/// serde_json's message without the values it quotes (`invalid type: string "Smith"`,
-/// `unknown variant `robot``), which may be patient data. Field names stay: they are schema.
-fn strict_diagnostics(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    // serde_json appends " at line L column C"; it is re-added below from the error itself.
-    let message = message
-        .rsplit_once(" at line ")
-        .map_or(message.as_str(), |(text, _)| text);
+/// A serde message (from fhirbolt's JSON or XML reader) without the values it quotes
+/// (`invalid type: string "Smith"`, `unknown variant `robot``), which may be patient data.
+/// Field names stay: they are schema.
+pub(crate) fn redact_serde_message(message: &str) -> String {
     const NAMES_ONLY: [&str; 4] = [
         "missing field",
         "missing required field",
         "unknown field",
         "duplicate field",
     ];
-    let text = if NAMES_ONLY.iter().any(|prefix| message.starts_with(prefix)) {
-        message.to_string()
+    if NAMES_ONLY.iter().any(|prefix| message.starts_with(prefix)) {
+        message.to_owned()
     } else if let Some((head, expected)) = message.split_once(", expected ") {
-        // `invalid type: string "…", expected …` keeps the kind of problem and the expectation.
+        // Keep the kind of problem and the expectation, drop the value between them.
         let kind = head
             .split([':', '`', '"'])
             .next()
@@ -95,12 +91,23 @@ fn strict_diagnostics(error: &serde_json::Error) -> String {
         format!("{kind}, expected {expected}")
     } else {
         message
-            .split(['`', '"'])
+            .split([':', '`', '"'])
             .next()
             .unwrap_or_default()
             .trim_end()
-            .to_string()
-    };
+            .to_owned()
+    }
+}
+
+/// serde_json's message without the values it quotes (`invalid type: string "Smith"`,
+/// `unknown variant `robot``), which may be patient data. Field names stay: they are schema.
+fn strict_diagnostics(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    // serde_json appends " at line L column C"; it is re-added below from the error itself.
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(text, _)| text);
+    let text = redact_serde_message(message);
     if error.line() == 0 {
         format!("not valid FHIR R4 JSON: {text}")
     } else {
