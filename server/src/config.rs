@@ -27,6 +27,11 @@ pub struct Config {
     pub max_page_size: u32,
     /// `FHIR_LOG_FORMAT`: `text` or `json`.
     pub log_json: bool,
+    /// `RABBITMQ_URL`: the broker change events are published to (may hold a secret).
+    pub rabbitmq_url: String,
+    /// `FHIR_EVENTS`: run the relay that publishes change events. When false the outbox
+    /// still fills, so nothing is lost when it is turned back on.
+    pub events: bool,
 }
 
 impl Config {
@@ -79,6 +84,8 @@ impl Config {
             default_page_size,
             max_page_size,
             log_json,
+            rabbitmq_url: get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            events: parse(&get("FHIR_EVENTS", "true"), "FHIR_EVENTS")?,
         })
     }
 
@@ -102,20 +109,25 @@ fn parse<T: std::str::FromStr>(value: &str, name: &str) -> anyhow::Result<T> {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut database_url = Url::parse(&self.database_url).ok();
-        if let Some(url) = database_url.as_mut().filter(|u| u.password().is_some()) {
-            let _ = url.set_password(Some("redacted"));
-        }
+        let redact = |text: &str| {
+            let mut url = Url::parse(text).ok();
+            if let Some(url) = url.as_mut().filter(|u| u.password().is_some()) {
+                let _ = url.set_password(Some("redacted"));
+            }
+            url.map(String::from)
+        };
         f.debug_struct("Config")
             .field("listen_addr", &self.listen_addr)
             .field("base_url", &self.base_url.as_str())
-            .field("database_url", &database_url.map(String::from))
+            .field("database_url", &redact(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("unique_patient_email", &self.unique_patient_email)
             .field("default_page_size", &self.default_page_size)
             .field("max_page_size", &self.max_page_size)
             .field("log_json", &self.log_json)
+            .field("rabbitmq_url", &redact(&self.rabbitmq_url))
+            .field("events", &self.events)
             .finish()
     }
 }
@@ -131,12 +143,23 @@ mod tests {
         assert_eq!(config.base(), "http://localhost:8080/fhir");
         assert_eq!(config.base_path(), "/fhir");
         assert!(config.unique_patient_email);
+        assert_eq!(config.rabbitmq_url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert!(config.events);
     }
 
     #[test]
     fn debug_hides_the_database_password() {
         let config = Config::from_lookup(|name| {
             (name == "DATABASE_URL").then(|| "postgres://u:s3cret@h/db".to_owned())
+        })
+        .expect("valid");
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn debug_hides_the_broker_password() {
+        let config = Config::from_lookup(|name| {
+            (name == "RABBITMQ_URL").then(|| "amqp://u:s3cret@h:5672/%2f".to_owned())
         })
         .expect("valid");
         assert!(!format!("{config:?}").contains("s3cret"));

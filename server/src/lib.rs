@@ -1,10 +1,12 @@
 //! Ferrum: a FHIR R4 server. `router(state)` is the whole application, so tests can drive
-//! it without a socket; `run(config)` connects the store and serves it.
+//! it without a socket; `run(config)` connects the store, starts the change event relay and
+//! serves.
 
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod interaction;
+pub mod relay;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
@@ -95,15 +97,43 @@ async fn outcome_for_bare_errors(response: Response) -> Response {
     outcome_response(status, &[Issue::error(code, reason)]).into_response()
 }
 
-/// Connects the store, applies migrations, and serves until SIGINT or SIGTERM.
+/// How long the relay may take to finish its step once the server stopped; a step cut
+/// short leaves its events unsent, to be published by the next start.
+const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects the store, applies migrations, starts the change event relay (unless
+/// `FHIR_EVENTS=false`), and serves until SIGINT or SIGTERM. The broker is not needed to
+/// start or serve: events wait in the outbox until it can be reached.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::connect(&config.database_url, config.database_max_connections).await?;
     store.migrate().await?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);
+    let relay = if config.events {
+        Some(tokio::spawn(relay::run(
+            store.clone(),
+            config.rabbitmq_url.clone(),
+            relay_stopped,
+        )))
+    } else {
+        tracing::info!("FHIR_EVENTS is false: change events stay in the outbox");
+        None
+    };
     tracing::info!(addr = %listener.local_addr()?, base = %config.base(), "listening");
-    axum::serve(listener, router(AppState::new(store, config)))
+    let served = axum::serve(listener, router(AppState::new(store, config)))
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
+    let _ = stop_relay.send(true);
+    if let Some(relay) = relay {
+        let abort = relay.abort_handle();
+        if tokio::time::timeout(RELAY_STOP_TIMEOUT, relay)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

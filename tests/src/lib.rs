@@ -14,7 +14,9 @@
 //!   build it first with `cargo build -p fhir-server`);
 //! - `FHIR_R4_EXAMPLES_DIR`: the unpacked `hl7.fhir.r4.examples@4.0.1` package
 //!   (the directory holding `Patient-example.json` and friends);
-//! - `FERRUM_E2E_RUST_LOG`: log filter for the server (default `warn`).
+//! - `FERRUM_E2E_RUST_LOG`: log filter for the server (default `warn`);
+//! - `RABBITMQ_URL`: the broker the server publishes change events to, and that
+//!   event tests consume from (default [`DEFAULT_RABBITMQ_URL`]).
 //!
 //! The server process does not inherit the caller's `FHIR_*` and `DATABASE_*`
 //! variables: it gets its own listen address, base URL, database and a body
@@ -41,6 +43,8 @@ pub use serde_json::json;
 
 /// Admin database URL used when `DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://ferrum:ferrum@127.0.0.1:5432/ferrum";
+/// Broker URL used when `RABBITMQ_URL` is not set.
+pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The FHIR JSON media type.
 pub const FHIR_JSON: &str = "application/fhir+json";
 /// The FHIR XML media type.
@@ -237,6 +241,12 @@ impl TestServer {
         self.launch().await;
     }
 
+    /// Sets (or replaces) an environment variable for the next [`TestServer::restart`].
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.extra_env.retain(|(n, _)| n != name);
+        self.extra_env.push((name.to_owned(), value.to_owned()));
+    }
+
     /// Spawns the process and waits until it serves.
     async fn launch(&mut self) {
         // The free port is found by binding and releasing it, so another process
@@ -259,6 +269,7 @@ impl TestServer {
             }
             let log_filter = std::env::var("FERRUM_E2E_RUST_LOG").unwrap_or_else(|_| "warn".into());
             cmd.env("FHIR_LISTEN_ADDR", &self.addr)
+                .env("RABBITMQ_URL", rabbitmq_url())
                 .env("FHIR_BASE_URL", &self.base)
                 .env("DATABASE_URL", &self.db_url)
                 .env("FHIR_MAX_BODY_BYTES", MAX_BODY_BYTES.to_string())
@@ -827,6 +838,11 @@ pub fn load_examples(dir: &Path, types: &[&str]) -> Vec<Example> {
         );
     }
     found.into_values().collect()
+}
+
+/// The broker URL: `RABBITMQ_URL`, or [`DEFAULT_RABBITMQ_URL`].
+pub fn rabbitmq_url() -> String {
+    std::env::var("RABBITMQ_URL").unwrap_or_else(|_| DEFAULT_RABBITMQ_URL.to_owned())
 }
 
 fn server_binary() -> PathBuf {

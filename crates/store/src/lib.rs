@@ -1,10 +1,12 @@
 //! PostgreSQL JSONB persistence: the only crate that holds SQL.
 //!
-//! Every write is one transaction that touches the current row, the history row and the
-//! uniqueness claims together, so a failed write leaves nothing behind.
+//! Every write is one transaction that touches the current row, the history row, the
+//! uniqueness claims and the outbox event together, so a failed write leaves nothing behind
+//! and a committed one is always announced.
 
 mod error;
 mod history;
+mod outbox;
 mod resources;
 
 use std::time::Duration;
@@ -15,6 +17,7 @@ use sqlx::postgres::PgPoolOptions;
 
 pub use error::StoreError;
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, HistoryScope};
+pub use outbox::{OUTBOX_CHANNEL, OutboxBatch, OutboxEvent};
 pub use resources::{Claim, Created, Criteria, Current, Stored};
 
 /// A stored resource as JSON text with `resourceType` first, as FHIR JSON is written:

@@ -2,11 +2,12 @@
 //! transaction that also writes the history row and the uniqueness claims.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use fhir_core::resource::stamp;
+use fhir_core::resource::{format_instant, stamp};
 use fhir_core::{Id, ResourceType, VersionId};
 use serde_json::Value;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
+use crate::outbox::new_event_id;
 use crate::{CONTENT_TEXT, Store, StoreError};
 
 /// The current row of a resource.
@@ -183,7 +184,7 @@ impl Store {
     }
 
     /// Inserts version 1 (or nothing, when the id exists: returns false), with its history
-    /// row and claims, in one statement.
+    /// row, claims and `create` event, in one statement.
     #[expect(clippy::too_many_arguments, reason = "one statement, its parameters")]
     async fn insert_first(
         &self,
@@ -210,8 +211,18 @@ impl Store {
                  insert into unique_claims (rule, value, res_type, res_id)
                  select c.rule, c.value, cur.res_type, cur.id
                  from cur, unnest($6::text[], $7::text[]) as c(rule, value)
+             ), event as (
+                 insert into outbox (event_id, routing_key, payload)
+                 select $8::uuid, res_type || '.create',
+                        jsonb_build_object('specVersion', 1, 'eventId', $8::text,
+                            'action', 'create', 'resourceType', res_type, 'id', id,
+                            'versionId', 1, 'lastUpdated', $9::text, 'resource', content)
+                 from cur
+                 returning 1
+             ), woken as (
+                 select pg_notify('fhir_outbox', '') from event
              )
-             select count(*) from cur",
+             select (select count(*) from cur), (select count(*) from woken)",
         )
         .bind(rtype.as_str())
         .bind(id.as_str())
@@ -220,6 +231,8 @@ impl Store {
         .bind(method.as_str())
         .bind(&rules)
         .bind(&values)
+        .bind(new_event_id())
+        .bind(format_instant(at))
         .fetch_one(&mut *conn)
         .await;
         match result {
@@ -293,21 +306,37 @@ impl Store {
             let content =
                 serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
             let status: i16 = if was_deleted { 201 } else { 200 };
+            // Bringing a deleted resource back is a create for consumers, as it is for HTTP.
+            let action = if was_deleted { "create" } else { "update" };
             sqlx::query(
                 "with cur as (
                      update resources
                      set version = $2, last_updated = $3, deleted = false, content = $4::jsonb
                      where key = $1
                      returning res_type, id, content
+                 ), hist as (
+                     insert into resource_history (res_type, id, version, last_updated, method, status, content)
+                     select res_type, id, $2, $3, 'PUT', $5, content from cur
+                 ), event as (
+                     insert into outbox (event_id, routing_key, payload)
+                     select $6::uuid, res_type || '.' || $8::text,
+                            jsonb_build_object('specVersion', 1, 'eventId', $6::text,
+                                'action', $8::text, 'resourceType', res_type, 'id', id,
+                                'versionId', $2::bigint, 'lastUpdated', $7::text,
+                                'resource', content)
+                     from cur
+                     returning 1
                  )
-                 insert into resource_history (res_type, id, version, last_updated, method, status, content)
-                 select res_type, id, $2, $3, 'PUT', $5, content from cur",
+                 select pg_notify('fhir_outbox', '') from event",
             )
             .bind(key)
             .bind(next.get())
             .bind(at)
             .bind(&content)
             .bind(status)
+            .bind(new_event_id())
+            .bind(format_instant(at))
+            .bind(action)
             .execute(&mut *tx)
             .await?;
             self.replace_claims(&mut tx, rtype, id, claims).await?;
@@ -322,7 +351,7 @@ impl Store {
         }
     }
 
-    /// Deletes `type/id`: a tombstone version. Returns the tombstone's version and time,
+    /// Deletes `type/id`: a tombstone version and its `delete` event. Returns the tombstone's version and time,
     /// or `None` when there was nothing to delete (unknown or already deleted).
     pub async fn delete(
         &self,
@@ -340,12 +369,24 @@ impl Store {
              ), hist as (
                  insert into resource_history (res_type, id, version, last_updated, method, status)
                  select $1, $2, version, $3, 'DELETE', 204 from cur
+             ), event as (
+                 insert into outbox (event_id, routing_key, payload)
+                 select $4::uuid, $1::text || '.delete',
+                        jsonb_build_object('specVersion', 1, 'eventId', $4::text,
+                            'action', 'delete', 'resourceType', $1::text, 'id', $2::text,
+                            'versionId', version, 'lastUpdated', $5::text)
+                 from cur
+                 returning 1
+             ), woken as (
+                 select pg_notify('fhir_outbox', '') from event
              )
-             select version from cur",
+             select version, (select count(*) from woken) as woken from cur",
         )
         .bind(rtype.as_str())
         .bind(id.as_str())
         .bind(at)
+        .bind(new_event_id())
+        .bind(format_instant(at))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {

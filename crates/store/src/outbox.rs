@@ -1,0 +1,98 @@
+//! The transactional outbox: change events written with each write (see `resources.rs`),
+//! claimed by the relay in batches, marked sent once the broker confirmed them.
+
+use sqlx::postgres::PgListener;
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// The `LISTEN`/`NOTIFY` channel every write notifies in its transaction, so the relay
+/// wakes as soon as an event is committed.
+pub const OUTBOX_CHANNEL: &str = "fhir_outbox";
+
+/// A fresh event id, as text: the SQL casts it to `uuid`.
+pub(crate) fn new_event_id() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// One unsent event.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    /// The outbox row; marks it sent.
+    pub id: i64,
+    /// The envelope's `eventId`.
+    pub event_id: Uuid,
+    /// `<ResourceType>.<action>`.
+    pub routing_key: String,
+    /// The envelope as JSON text.
+    pub payload: String,
+}
+
+/// Unsent events claimed by one relay: their rows stay locked (other relays skip them)
+/// until the batch is marked sent or dropped, which releases them unsent.
+#[derive(Debug)]
+pub struct OutboxBatch {
+    tx: Transaction<'static, Postgres>,
+    events: Vec<OutboxEvent>,
+}
+
+impl OutboxBatch {
+    /// The claimed events, oldest first.
+    pub fn events(&self) -> &[OutboxEvent] {
+        &self.events
+    }
+
+    /// Marks every claimed event sent and commits, releasing the locks.
+    pub async fn mark_sent(mut self) -> Result<(), StoreError> {
+        let ids: Vec<i64> = self.events.iter().map(|e| e.id).collect();
+        if !ids.is_empty() {
+            sqlx::query("update outbox set sent_at = now() where id = any($1)")
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Claims up to `limit` unsent events, oldest first, skipping rows another relay holds.
+    /// The returned batch holds a transaction (and a pooled connection) until it is marked
+    /// sent or dropped.
+    pub async fn claim_outbox(&self, limit: i64) -> Result<OutboxBatch, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "select id, event_id::text as event_id, routing_key, payload::text as payload
+             from outbox where sent_at is null
+             order by id limit $1
+             for update skip locked",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let events = rows
+            .into_iter()
+            .map(|row| {
+                let event_id: String = row.get("event_id");
+                Ok(OutboxEvent {
+                    id: row.get("id"),
+                    event_id: event_id
+                        .parse()
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    routing_key: row.get("routing_key"),
+                    payload: row.get("payload"),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(OutboxBatch { tx, events })
+    }
+
+    /// A listener on [`OUTBOX_CHANNEL`], on a connection of its own.
+    pub async fn listen_outbox(&self) -> Result<PgListener, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(OUTBOX_CHANNEL).await?;
+        Ok(listener)
+    }
+}

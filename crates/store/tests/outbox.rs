@@ -1,0 +1,314 @@
+//! Outbox tests against a real PostgreSQL: every committed write leaves exactly one event
+//! with its envelope, a refused write leaves none, and concurrent relays claim disjoint
+//! batches.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::time::Duration;
+
+use fhir_core::{Id, ResourceType, VersionId};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use store::{Claim, Created, Criteria, Store, StoreError};
+
+fn id(s: &str) -> Id {
+    s.parse().unwrap()
+}
+
+fn patient() -> Value {
+    json!({"resourceType": "Patient", "active": true})
+}
+
+fn email(value: &str) -> Vec<Claim> {
+    vec![Claim {
+        rule: "Patient.email",
+        value: value.into(),
+        expression: "Patient.telecom[0].value".into(),
+    }]
+}
+
+/// Every outbox row, oldest first: (routing key, payload, event id).
+async fn events(pool: &PgPool) -> Vec<(String, Value, String)> {
+    sqlx::query_as::<_, (String, Value, String)>(
+        "select routing_key, payload, event_id::text from outbox order by id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn every_write_leaves_one_event(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let Created::New(created) = store
+        .create(ResourceType::Patient, patient(), &[], None)
+        .await
+        .unwrap()
+    else {
+        panic!("not created");
+    };
+    let p = created.id.clone();
+    let updated = store
+        .update(ResourceType::Patient, &p, patient(), None, &[])
+        .await
+        .unwrap();
+    let (deleted, deleted_at) = store
+        .delete(ResourceType::Patient, &p)
+        .await
+        .unwrap()
+        .unwrap();
+    // Nothing to delete: no event.
+    assert!(
+        store
+            .delete(ResourceType::Patient, &p)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Writing a deleted resource again brings it back: a create.
+    store
+        .update(ResourceType::Patient, &p, patient(), None, &[])
+        .await
+        .unwrap();
+    // Update-as-create with a client id.
+    store
+        .update(
+            ResourceType::Patient,
+            &id("client-id"),
+            patient(),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let rows = events(&pool).await;
+    let keys: Vec<&str> = rows.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "Patient.create",
+            "Patient.update",
+            "Patient.delete",
+            "Patient.create",
+            "Patient.create"
+        ]
+    );
+    for (_, payload, event_id) in &rows {
+        assert_eq!(payload["specVersion"], 1);
+        assert_eq!(payload["eventId"], event_id.as_str());
+        assert_eq!(payload["resourceType"], "Patient");
+    }
+
+    let (_, first, _) = &rows[0];
+    assert_eq!(first["action"], "create");
+    assert_eq!(first["id"], p.as_str());
+    assert_eq!(first["versionId"], 1);
+    assert_eq!(
+        first["lastUpdated"].as_str(),
+        Some(fhir_core::resource::format_instant(created.last_updated).as_str())
+    );
+    let stored: Value = serde_json::from_str(&created.content).unwrap();
+    assert_eq!(first["resource"], stored);
+
+    let (_, second, _) = &rows[1];
+    assert_eq!(second["action"], "update");
+    assert_eq!(second["versionId"], updated.version.get());
+    assert_eq!(second["resource"]["meta"]["versionId"], "2");
+
+    let (_, third, _) = &rows[2];
+    assert_eq!(third["action"], "delete");
+    assert_eq!(third["versionId"], deleted.get());
+    assert_eq!(
+        third["lastUpdated"].as_str(),
+        Some(fhir_core::resource::format_instant(deleted_at).as_str())
+    );
+    assert!(third.get("resource").is_none(), "{third}");
+
+    let (_, fourth, _) = &rows[3];
+    assert_eq!(fourth["versionId"], 4);
+    let (_, fifth, _) = &rows[4];
+    assert_eq!(fifth["id"], "client-id");
+    assert_eq!(fifth["versionId"], 1);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn conditional_create_writes_an_event_only_when_it_inserts(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let resource = json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:s", "value": "v"}]
+    });
+    let criteria = [Criteria::Identifier {
+        system: Some("urn:s".into()),
+        value: "v".into(),
+    }];
+    let first = store
+        .create(
+            ResourceType::Patient,
+            resource.clone(),
+            &[],
+            Some(&criteria),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(first, Created::New(_)));
+    let second = store
+        .create(ResourceType::Patient, resource, &[], Some(&criteria))
+        .await
+        .unwrap();
+    assert!(matches!(second, Created::Existing { .. }));
+    assert_eq!(events(&pool).await.len(), 1);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn refused_writes_leave_no_event(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    store
+        .update(
+            ResourceType::Patient,
+            &id("a"),
+            patient(),
+            None,
+            &email("x@example.org"),
+        )
+        .await
+        .unwrap();
+    store
+        .update(ResourceType::Patient, &id("b"), patient(), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(events(&pool).await.len(), 2);
+
+    let on_create = store
+        .create(
+            ResourceType::Patient,
+            patient(),
+            &email("x@example.org"),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(on_create, Err(StoreError::Duplicate { .. })),
+        "{on_create:?}"
+    );
+    let on_update = store
+        .update(
+            ResourceType::Patient,
+            &id("b"),
+            patient(),
+            None,
+            &email("x@example.org"),
+        )
+        .await;
+    assert!(
+        matches!(on_update, Err(StoreError::Duplicate { .. })),
+        "{on_update:?}"
+    );
+    let on_new_id = store
+        .update(
+            ResourceType::Patient,
+            &id("c"),
+            patient(),
+            None,
+            &email("x@example.org"),
+        )
+        .await;
+    assert!(
+        matches!(on_new_id, Err(StoreError::Duplicate { .. })),
+        "{on_new_id:?}"
+    );
+    let conflict = store
+        .update(
+            ResourceType::Patient,
+            &id("b"),
+            patient(),
+            Some(VersionId::new(7)),
+            &[],
+        )
+        .await;
+    assert!(
+        matches!(conflict, Err(StoreError::VersionConflict { .. })),
+        "{conflict:?}"
+    );
+    assert_eq!(events(&pool).await.len(), 2);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn concurrent_claims_get_disjoint_batches(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    for _ in 0..10 {
+        store
+            .create(ResourceType::Patient, patient(), &[], None)
+            .await
+            .unwrap();
+    }
+    let first = store.claim_outbox(6).await.unwrap();
+    let second = store.claim_outbox(100).await.unwrap();
+    let a: Vec<i64> = first.events().iter().map(|e| e.id).collect();
+    let b: Vec<i64> = second.events().iter().map(|e| e.id).collect();
+    assert_eq!(a.len(), 6);
+    assert_eq!(b.len(), 4);
+    assert!(
+        a.iter().all(|id| !b.contains(id)),
+        "{a:?} and {b:?} overlap"
+    );
+    assert!(
+        first
+            .events()
+            .iter()
+            .all(|e| e.routing_key == "Patient.create"
+                && e.payload.contains(&e.event_id.to_string()))
+    );
+
+    // The first relay succeeds; the second fails and its rows go back unsent.
+    first.mark_sent().await.unwrap();
+    drop(second);
+    let again = store.claim_outbox(100).await.unwrap();
+    let c: Vec<i64> = again.events().iter().map(|e| e.id).collect();
+    assert_eq!(c, b);
+    again.mark_sent().await.unwrap();
+    assert!(store.claim_outbox(100).await.unwrap().events().is_empty());
+    let unsent: i64 = sqlx::query_scalar("select count(*) from outbox where sent_at is null")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(unsent, 0);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_committed_write_notifies_the_relay(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let mut listener = store.listen_outbox().await.unwrap();
+    store
+        .create(ResourceType::Patient, patient(), &[], None)
+        .await
+        .unwrap();
+    let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(notification.channel(), store::OUTBOX_CHANNEL);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn simultaneous_claims_split_the_outbox(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    for _ in 0..10 {
+        store
+            .create(ResourceType::Patient, patient(), &[], None)
+            .await
+            .unwrap();
+    }
+    let (a, b) = tokio::join!(store.claim_outbox(6), store.claim_outbox(6));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut ids: Vec<i64> = a.events().iter().chain(b.events()).map(|e| e.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        10,
+        "both claimers together hold every row exactly once"
+    );
+    assert_eq!(a.events().len() + b.events().len(), 10);
+}
