@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use events::lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use events::lapin::options::BasicConsumeOptions;
 use events::lapin::types::FieldTable;
 use events::{Envelope, Publisher};
 use fhir_core::ResourceType;
@@ -25,29 +25,7 @@ async fn a_step_publishes_a_batch_and_marks_it_sent(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     let connection = events::connect(&rabbitmq_url()).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
-    events::declare(&channel).await.unwrap();
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            events::EXCHANGE.into(),
-            "Patient.create".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let queue = events::watch(&channel, "Patient.create").await.unwrap();
     let mut consumer = channel
         .basic_consume(
             queue.name().clone(),

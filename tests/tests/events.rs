@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use events::lapin::message::Delivery;
-use events::lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use events::lapin::options::BasicConsumeOptions;
 use events::lapin::types::FieldTable;
 use events::lapin::{Connection, Consumer};
 use events::{Action, Envelope};
@@ -27,29 +27,7 @@ impl Subscription {
             panic!("RabbitMQ is not reachable at RABBITMQ_URL (scripts/services start): {e}")
         });
         let channel = connection.create_channel().await.unwrap();
-        events::declare(&channel).await.unwrap();
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                events::EXCHANGE.into(),
-                binding.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let queue = events::watch(&channel, binding).await.unwrap();
         let consumer = channel
             .basic_consume(
                 queue.name().clone(),

@@ -5,7 +5,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
@@ -121,6 +124,34 @@ pub async fn declare(channel: &Channel) -> Result<(), lapin::Error> {
             FieldTable::default(),
         )
         .await
+}
+
+/// Declares the topology and a server-named queue, exclusive to this connection and gone
+/// with it, bound to the exchange with `binding` (e.g. `Patient.*`): a watcher of the
+/// change stream. Durable consumers declare their own named queues.
+pub async fn watch(channel: &Channel, binding: &str) -> Result<lapin::Queue, lapin::Error> {
+    declare(channel).await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            EXCHANGE.into(),
+            binding.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(queue)
 }
 
 /// Opens a connection to `url` (an `amqp://` URL), giving up after a timeout.
