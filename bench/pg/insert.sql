@@ -1,5 +1,6 @@
--- The server's create, done directly: version 1 in resources and its history row, in
--- one statement, with a fresh UUID id and the document as a parameter (-D doc=...).
+-- The server's create, done directly: version 1 in resources, its history row and its
+-- change event in the outbox (with the NOTIFY that wakes the relay), in one statement,
+-- with a fresh UUID id and the document as a parameter (-D doc=...).
 -- The \set is there for the per-transaction log: pgbench 15 logs a latency of 0 for
 -- most transactions of a script made of SQL alone.
 \set unused 0
@@ -11,5 +12,15 @@ with cur as (
 ), hist as (
     insert into resource_history (res_type, id, version, last_updated, method, status, content)
     select res_type, id, 1, now(), 'POST', 201, content from cur
+), event as (
+    insert into outbox (event_id, routing_key, payload)
+    select gen_random_uuid(), res_type || '.create',
+           jsonb_build_object('specVersion', 1, 'eventId', gen_random_uuid()::text,
+               'action', 'create', 'resourceType', res_type, 'id', id,
+               'versionId', 1, 'lastUpdated', now()::text, 'resource', content)
+    from cur
+    returning 1
+), woken as (
+    select pg_notify('fhir_outbox', '') from event
 )
-select count(*) from cur;
+select (select count(*) from cur), (select count(*) from woken);
