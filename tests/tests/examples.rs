@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use ferrum_tests::{
-    Example, FHIR_JSON, FHIR_XML, RESOURCE_TYPES, TestServer, json, json_diff, load_examples,
+    Example, FHIR_JSON, FHIR_XML, RESOURCE_TYPES, Resp, TestServer, json, json_diff, load_examples,
     r4_examples_dir, without_server_meta,
 };
 use reqwest::Method;
@@ -77,6 +77,30 @@ fn check(failures: &mut Vec<String>, what: &str, expected: &Value, actual: &Valu
     }
 }
 
+/// PUTs an example at its own id; its path and the answer, or why the server did not answer 201.
+async fn put_example(server: &TestServer, example: &Example) -> Result<(String, Resp), String> {
+    let rtype = &example.resource_type;
+    let id = example.resource["id"].as_str().unwrap();
+    let path = format!("{rtype}/{id}");
+    let resp = server
+        .send(
+            server
+                .request(Method::PUT, &path)
+                .header("content-type", FHIR_JSON)
+                .body(file_text(example)),
+        )
+        .await;
+    if resp.status == 201 {
+        Ok((path, resp))
+    } else {
+        Err(format!(
+            "PUT {path} ({}): {}",
+            example.file,
+            resp.describe()
+        ))
+    }
+}
+
 #[tokio::test]
 async fn every_example_round_trips_through_update() {
     let Some(examples) = examples() else {
@@ -85,25 +109,13 @@ async fn every_example_round_trips_through_update() {
     let server = server_for(&examples).await;
     let mut failures = Vec::new();
     for example in &examples {
-        let rtype = &example.resource_type;
-        let id = example.resource["id"].as_str().unwrap();
-        let path = format!("{rtype}/{id}");
-        let resp = server
-            .send(
-                server
-                    .request(Method::PUT, &path)
-                    .header("content-type", FHIR_JSON)
-                    .body(file_text(example)),
-            )
-            .await;
-        if resp.status != 201 {
-            failures.push(format!(
-                "PUT {path} ({}): {}",
-                example.file,
-                resp.describe()
-            ));
-            continue;
-        }
+        let (path, resp) = match put_example(&server, example).await {
+            Ok(put) => put,
+            Err(failure) => {
+                failures.push(failure);
+                continue;
+            }
+        };
         if resp.json["meta"]["versionId"] != "1" || !resp.json["meta"]["lastUpdated"].is_string() {
             failures.push(format!(
                 "PUT {path}: meta not set by the server: {}",
@@ -217,25 +229,13 @@ async fn every_example_survives_an_xml_round_trip() {
     let server = server_for(&examples).await;
     let mut failures = Vec::new();
     for example in &examples {
-        let rtype = &example.resource_type;
-        let id = example.resource["id"].as_str().unwrap();
-        let path = format!("{rtype}/{id}");
-        let resp = server
-            .send(
-                server
-                    .request(Method::PUT, &path)
-                    .header("content-type", FHIR_JSON)
-                    .body(file_text(example)),
-            )
-            .await;
-        if resp.status != 201 {
-            failures.push(format!(
-                "PUT {path} ({}): {}",
-                example.file,
-                resp.describe()
-            ));
-            continue;
-        }
+        let (path, _) = match put_example(&server, example).await {
+            Ok(put) => put,
+            Err(failure) => {
+                failures.push(failure);
+                continue;
+            }
+        };
         let xml = server.get_with(&path, &[("accept", FHIR_XML)]).await;
         if xml.status != 200 || !xml.content_type().starts_with(FHIR_XML) {
             failures.push(format!("GET {path} as XML: {}", xml.describe()));
