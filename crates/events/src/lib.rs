@@ -1,6 +1,9 @@
 //! Change events: the versioned envelope every committed write is announced with, the
-//! RabbitMQ topology it travels on, and a publisher with confirms. Shared by the server's
-//! outbox relay and by consumers (see `docs/events.md`).
+//! RabbitMQ topology it travels on, a publisher with confirms, and the consumer side (a
+//! durable quorum queue with a dead-letter queue, the envelope checks). Shared by the
+//! server's outbox relay and by consumers (see `docs/events.md`).
+
+mod consumer;
 
 use std::fmt;
 use std::time::Duration;
@@ -19,6 +22,10 @@ use uuid::Uuid;
 
 /// Re-exported so that consumers and tests speak to the broker with the same client.
 pub use lapin;
+
+pub use consumer::{
+    DEFAULT_MAX_DELIVERIES, DecodeError, DurableQueue, MAX_QUEUE_NAME_LEN, TopologyError,
+};
 
 /// The exchange every change event is published to: topic, durable.
 pub const EXCHANGE: &str = "fhir.changes";
@@ -113,9 +120,15 @@ pub enum PublishError {
 
 /// Declares the topology (the durable topic exchange); idempotent.
 pub async fn declare(channel: &Channel) -> Result<(), lapin::Error> {
+    declare_exchange(channel, EXCHANGE).await
+}
+
+/// Declares a durable topic exchange named `name` (at most 255 bytes): [`EXCHANGE`] in
+/// production, a name of their own for tests that must not see each other's events.
+pub async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
     channel
         .exchange_declare(
-            EXCHANGE.into(),
+            name.into(),
             ExchangeKind::Topic,
             ExchangeDeclareOptions {
                 durable: true,
@@ -156,13 +169,27 @@ pub async fn watch(channel: &Channel, binding: &str) -> Result<lapin::Queue, lap
 
 /// Opens a connection to `url` (an `amqp://` URL), giving up after a timeout.
 pub async fn connect(url: &str) -> Result<Connection, PublishError> {
-    tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        Connection::connect(url, ConnectionProperties::default()),
+    connect_with(url, ConnectionProperties::default()).await
+}
+
+/// Like [`connect`], with a connection name the broker shows in its management UI (and
+/// that operators can close the connection by).
+pub async fn connect_as(url: &str, name: &str) -> Result<Connection, PublishError> {
+    connect_with(
+        url,
+        ConnectionProperties::default().with_connection_name(name.into()),
     )
     .await
-    .map_err(|_| PublishError::Timeout(CONNECT_TIMEOUT))?
-    .map_err(PublishError::from)
+}
+
+async fn connect_with(
+    url: &str,
+    properties: ConnectionProperties,
+) -> Result<Connection, PublishError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
+        .await
+        .map_err(|_| PublishError::Timeout(CONNECT_TIMEOUT))?
+        .map_err(PublishError::from)
 }
 
 /// One message to publish: already-serialised envelope and its routing data.

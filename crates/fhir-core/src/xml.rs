@@ -57,17 +57,14 @@ pub fn xml_to_json(text: &str) -> Result<Value, Vec<Issue>> {
     }
     swapped.push_str(&text[copied..]);
 
-    let config = fhirbolt::serde::DeserializationConfig {
-        mode: fhirbolt::serde::DeserializationMode::Strict,
-    };
-    let resource: fhirbolt::model::r4::Resource = fhirbolt::xml::from_str(&swapped, Some(config))
-        .map_err(|error| explain(&swapped, &error))?;
-    let json = fhirbolt::json::to_string(&resource, None).map_err(|_| {
-        vec![Issue::error(
-            IssueCode::Structure,
-            "the XML resource cannot be represented as JSON",
-        )]
-    })?;
+    let json = fhir_codec::xml_to_json(&swapped)
+        .map_err(|error| explain(&swapped, &error))?
+        .map_err(|_| {
+            vec![Issue::error(
+                IssueCode::Structure,
+                "the XML resource cannot be represented as JSON",
+            )]
+        })?;
     let mut value: Value = serde_json::from_str(&json).map_err(|_| {
         vec![Issue::error(
             IssueCode::Structure,
@@ -98,9 +95,8 @@ pub fn json_to_xml(json: &str) -> Result<String, Issue> {
     } else {
         Cow::Owned(value.to_string())
     };
-    let resource: fhirbolt::model::r4::Resource =
-        fhirbolt::json::from_str(&swapped, None).map_err(|_| invalid())?;
-    let xml = fhirbolt::xml::to_string(&resource, None)
+    let xml = fhir_codec::json_to_xml(&swapped)
+        .map_err(|_| invalid())?
         .map_err(|_| Issue::error(IssueCode::Exception, "cannot serialise the resource as XML"))?;
     if originals.is_empty() {
         return Ok(xml);
@@ -461,7 +457,7 @@ fn declares_xhtml(start: &BytesStart) -> bool {
 /// The issues for a document fhirbolt's strict reader refused. A lenient reading into
 /// fhirbolt's generic element model keeps unknown elements, so the validator can name the
 /// element at fault; otherwise fhirbolt's own message, without any values it quotes.
-fn explain(text: &str, error: &fhirbolt::xml::Error) -> Vec<Issue> {
+fn explain(text: &str, error: &fhir_codec::XmlError) -> Vec<Issue> {
     let mut issues = lenient_issues(text);
     if issues.is_empty() {
         issues.push(Issue::error(
@@ -474,15 +470,7 @@ fn explain(text: &str, error: &fhirbolt::xml::Error) -> Vec<Issue> {
 }
 
 fn lenient_issues(text: &str) -> Vec<Issue> {
-    let config = fhirbolt::serde::DeserializationConfig {
-        mode: fhirbolt::serde::DeserializationMode::Lax,
-    };
-    let Ok(element) = fhirbolt::xml::from_str::<
-        fhirbolt::element::Element<{ fhirbolt::FhirReleases::R4 }>,
-    >(text, Some(config)) else {
-        return Vec::new();
-    };
-    let Ok(json) = fhirbolt::json::to_string(&element, None) else {
+    let Some(json) = fhir_codec::xml_to_json_lenient(text) else {
         return Vec::new();
     };
     let Ok(value) = serde_json::from_str::<Value>(&json) else {
@@ -493,8 +481,8 @@ fn lenient_issues(text: &str) -> Vec<Issue> {
 
 /// fhirbolt's message without the document's values: serde's messages can quote them
 /// (`invalid value: other "Smith", expected …`); field names stay, as they are schema.
-fn strict_diagnostics(error: &fhirbolt::xml::Error) -> String {
-    use fhirbolt::xml::Error;
+fn strict_diagnostics(error: &fhir_codec::XmlError) -> String {
+    use fhir_codec::XmlError as Error;
     match error {
         Error::Message(message) => crate::validation::redact_serde_message(message),
         Error::InvalidXml(_) | Error::InvalidXmlAttribute(_) | Error::Utf8Error(_) => {

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use fhir_core::{Id, ResourceType, VersionId};
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use crate::{CONTENT_TEXT, Store, StoreError};
+use crate::content::resource_type_first;
+use crate::{Store, StoreError};
 
 /// One stored version.
 #[derive(Debug, Clone)]
@@ -52,12 +53,8 @@ pub struct HistoryPage {
     pub total: Option<u64>,
 }
 
-fn columns() -> String {
-    format!(
-        "select seq, res_type, id, version, last_updated, method, status, {CONTENT_TEXT} as content
-         from resource_history where true"
-    )
-}
+const COLUMNS: &str = "select seq, res_type, id, version, last_updated, method, status, \
+     content::text as content from resource_history where true";
 
 fn push_filters(
     query: &mut QueryBuilder<'_, Postgres>,
@@ -88,7 +85,9 @@ fn to_row(row: sqlx::postgres::PgRow) -> HistoryRow {
         last_updated: row.get("last_updated"),
         method: row.get("method"),
         status: row.get("status"),
-        content: row.get("content"),
+        content: row
+            .get::<Option<String>, _>("content")
+            .map(resource_type_first),
     }
 }
 
@@ -100,21 +99,23 @@ impl Store {
         id: &Id,
         version: VersionId,
     ) -> Result<Option<HistoryRow>, StoreError> {
+        let mut conn = self.conn().await?;
         let row = sqlx::query(&format!(
-            "{} and res_type = $1 and id = $2 and version = $3",
-            columns()
+            "{COLUMNS} and res_type = $1 and id = $2 and version = $3"
         ))
         .bind(rtype.as_str())
         .bind(id.as_str())
         .bind(version.get())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
+        conn.done();
         Ok(row.map(to_row))
     }
 
     /// A page of history, newest first.
     pub async fn history(&self, request: &HistoryQuery) -> Result<HistoryPage, StoreError> {
-        let mut query = QueryBuilder::new(columns());
+        let mut conn = self.conn().await?;
+        let mut query = QueryBuilder::new(COLUMNS);
         push_filters(&mut query, &request.scope, request.since);
         if let Some(before) = request.before {
             query.push(" and seq < ").push_bind(before);
@@ -124,7 +125,7 @@ impl Store {
             .push_bind(i64::from(request.count) + 1);
         let mut rows: Vec<HistoryRow> = query
             .build()
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?
             .into_iter()
             .map(to_row)
@@ -141,11 +142,12 @@ impl Store {
                 let mut count =
                     QueryBuilder::new("select count(*) from resource_history where true");
                 push_filters(&mut count, &request.scope, request.since);
-                let n: i64 = count.build().fetch_one(&self.pool).await?.get(0);
+                let n: i64 = count.build().fetch_one(&mut *conn).await?.get(0);
                 Some(u64::try_from(n).unwrap_or_default())
             }
             _ => None,
         };
+        conn.done();
         Ok(HistoryPage { rows, next, total })
     }
 }

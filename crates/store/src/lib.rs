@@ -4,51 +4,70 @@
 //! uniqueness claims and the outbox event together, so a failed write leaves nothing behind
 //! and a committed one is always announced.
 
+mod content;
 mod error;
 mod history;
 mod outbox;
+mod pool;
 mod resources;
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use error::StoreError;
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, HistoryScope};
 pub use outbox::{OUTBOX_CHANNEL, OutboxBatch, OutboxEvent};
 pub use resources::{Claim, Created, Criteria, Current, Stored};
 
-/// A stored resource as JSON text with `resourceType` first, as FHIR JSON is written:
-/// `jsonb` keeps keys sorted by length, which would put it in the middle.
-const CONTENT_TEXT: &str =
-    "('{\"resourceType\":' || to_json(content ->> 'resourceType')::text || ','
-     || substr((content - 'resourceType')::text, 2))";
-
 /// The schema migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
-/// The resource store: a cheap-to-clone handle on the connection pool.
+/// The resource store: a cheap-to-clone handle on its connections.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// The request paths' connections.
+    conns: pool::Pool,
+    /// Migrations, the outbox relay and its listener (sqlx's pool).
     pool: PgPool,
 }
 
+/// Connections of [`Store::pool`], beside the request paths' ones.
+const SIDE_CONNECTIONS: u32 = 3;
+
 impl Store {
-    /// Connects a pool of at most `max_connections` to `database_url`.
+    /// Connects to `database_url`: at most `max_connections` for requests, plus a few
+    /// for migrations and the outbox relay. Fails when PostgreSQL cannot be reached.
     pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = database_url.parse()?;
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(SIDE_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(database_url)
-            .await?;
-        Ok(Store { pool })
+            .connect_lazy_with(options.clone());
+        let store = Store {
+            conns: pool::Pool::new(options, max_connections as usize),
+            pool,
+        };
+        store.conn().await?.done();
+        Ok(store)
     }
 
-    /// Wraps an existing pool (tests).
+    /// A store on the database of an existing pool, with as many request connections
+    /// (tests).
     pub fn from_pool(pool: PgPool) -> Self {
-        Store { pool }
+        let options = (*pool.connect_options()).clone();
+        let size = pool.options().get_max_connections() as usize;
+        Store {
+            conns: pool::Pool::new(options, size),
+            pool,
+        }
+    }
+
+    /// A connection for a request; see [`pool::Conn::done`].
+    async fn conn(&self) -> Result<pool::Conn, sqlx::Error> {
+        self.conns.get().await
     }
 
     /// Applies pending migrations.
@@ -56,7 +75,8 @@ impl Store {
         MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
     }
 
-    /// The underlying pool.
+    /// sqlx's pool on the same database: migrations, the outbox relay, and tests that
+    /// look at the tables.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

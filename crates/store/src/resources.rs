@@ -5,10 +5,11 @@ use chrono::{DateTime, SubsecRound, Utc};
 use fhir_core::resource::{format_instant, stamp};
 use fhir_core::{Id, ResourceType, VersionId};
 use serde_json::Value;
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
 
+use crate::content::resource_type_first;
 use crate::outbox::new_event_id;
-use crate::{CONTENT_TEXT, Store, StoreError};
+use crate::{Store, StoreError};
 
 /// The current row of a resource.
 #[derive(Debug, Clone)]
@@ -99,19 +100,23 @@ fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
 impl Store {
     /// The current row of `type/id`, if it ever existed.
     pub async fn read(&self, rtype: ResourceType, id: &Id) -> Result<Option<Current>, StoreError> {
-        let row = sqlx::query(&format!(
-            "select version, last_updated, deleted, {CONTENT_TEXT} as content
-             from resources where res_type = $1 and id = $2"
-        ))
+        let mut conn = self.conn().await?;
+        let row = sqlx::query(
+            "select version, last_updated, deleted, content::text as content
+             from resources where res_type = $1 and id = $2",
+        )
         .bind(rtype.as_str())
         .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
+        conn.done();
         Ok(row.map(|row| Current {
             version: VersionId::new(row.get("version")),
             last_updated: row.get("last_updated"),
             deleted: row.get("deleted"),
-            content: row.get("content"),
+            content: row
+                .get::<Option<String>, _>("content")
+                .map(resource_type_first),
         }))
     }
 
@@ -132,10 +137,11 @@ impl Store {
             serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
 
         let Some(criteria) = condition else {
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = self.conn().await?;
             let inserted = self
                 .insert_first(&mut conn, rtype, &id, at, &content, Method::Post, claims)
                 .await?;
+            conn.done();
             debug_assert!(inserted, "a fresh UUID cannot collide");
             return Ok(Created::New(Stored {
                 id,
@@ -146,7 +152,8 @@ impl Store {
             }));
         };
 
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("create {rtype} {criteria:?}"))
             .execute(&mut *tx)
@@ -157,6 +164,7 @@ impl Store {
                 self.insert_first(&mut tx, rtype, &id, at, &content, Method::Post, claims)
                     .await?;
                 tx.commit().await?;
+                conn.done();
                 Ok(Created::New(Stored {
                     id,
                     version: VersionId::FIRST,
@@ -167,6 +175,7 @@ impl Store {
             }
             [existing] => {
                 tx.commit().await?;
+                conn.done();
                 let existing: Id = existing
                     .parse()
                     .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
@@ -260,7 +269,8 @@ impl Store {
         loop {
             let mut resource = resource.clone();
             let at = now();
-            let mut tx = self.pool.begin().await?;
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await?;
             let current = sqlx::query(
                 "select key, version, deleted from resources
                  where res_type = $1 and id = $2 for update",
@@ -284,6 +294,7 @@ impl Store {
                     continue;
                 }
                 tx.commit().await?;
+                conn.done();
                 return Ok(Stored {
                     id: id.clone(),
                     version: VersionId::FIRST,
@@ -341,6 +352,7 @@ impl Store {
             .await?;
             self.replace_claims(&mut tx, rtype, id, claims).await?;
             tx.commit().await?;
+            conn.done();
             return Ok(Stored {
                 id: id.clone(),
                 version: next,
@@ -359,7 +371,8 @@ impl Store {
         id: &Id,
     ) -> Result<Option<(VersionId, DateTime<Utc>)>, StoreError> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let row = sqlx::query(
             "with cur as (
                  update resources
@@ -394,6 +407,7 @@ impl Store {
         };
         self.replace_claims(&mut tx, rtype, id, &[]).await?;
         tx.commit().await?;
+        conn.done();
         Ok(Some((VersionId::new(row.get("version")), at)))
     }
 

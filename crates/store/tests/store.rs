@@ -78,6 +78,87 @@ async fn if_match_admits_one_winner(pool: PgPool) {
     );
 }
 
+/// A request cancelled in the middle of a transaction (the client went away) must not leave
+/// its connection holding the row lock until that connection happens to be used again.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn an_interrupted_update_leaves_no_lock_behind(pool: PgPool) {
+    use std::time::Duration;
+    use tokio::time::timeout;
+
+    let store = Store::from_pool(pool.clone());
+    let p = id("p");
+    assert!(
+        store
+            .update(ResourceType::Patient, &p, patient("p"), None, &[])
+            .await
+            .is_ok()
+    );
+    // Several idle connections, so that the next requests are not all given the
+    // interrupted one.
+    let reads = (0..4).map(|_| store.read(ResourceType::Patient, &p));
+    assert!(
+        futures::future::join_all(reads)
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    // Another session holds the row, so the store's update waits inside its transaction;
+    // then the update is cancelled there.
+    let mut holder = pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("select 1 from resources where id = 'p' for update")
+        .execute(&mut *holder)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let interrupted = timeout(
+        Duration::from_millis(300),
+        store.update(ResourceType::Patient, &p, patient("p"), None, &[]),
+    )
+    .await;
+    assert!(interrupted.is_err(), "the update should still be waiting");
+    holder.commit().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // Every later update gets the row promptly, whichever connection it is given.
+    for _ in 0..4 {
+        let next = timeout(
+            Duration::from_secs(5),
+            store.update(ResourceType::Patient, &p, patient("p"), None, &[]),
+        )
+        .await;
+        assert!(matches!(next, Ok(Ok(_))), "{next:?}");
+    }
+    let current = store.read(ResourceType::Patient, &p).await.ok().flatten();
+    assert_eq!(current.map(|c| c.version), Some(VersionId::new(5)));
+}
+
+/// Refused writes (an error inside the transaction) hand back connections that work.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn refused_writes_leave_the_connections_usable(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let p = id("p");
+    assert!(
+        store
+            .update(ResourceType::Patient, &p, patient("p"), None, &[])
+            .await
+            .is_ok()
+    );
+    for _ in 0..40 {
+        let stale = store
+            .update(
+                ResourceType::Patient,
+                &p,
+                patient("p"),
+                Some(VersionId::new(9)),
+                &[],
+            )
+            .await;
+        assert!(matches!(stale, Err(StoreError::VersionConflict { .. })));
+    }
+    let reads = (0..40).map(|_| store.read(ResourceType::Patient, &p));
+    for read in futures::future::join_all(reads).await {
+        assert!(matches!(read, Ok(Some(_))), "{read:?}");
+    }
+}
+
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn delete_writes_one_tombstone_and_update_revives(pool: PgPool) {
     let store = Store::from_pool(pool);

@@ -16,6 +16,7 @@ mod embedded;
 mod model;
 mod primitive;
 mod terminology;
+pub(crate) mod types;
 mod walker;
 
 #[cfg(test)]
@@ -23,7 +24,6 @@ mod tests;
 
 use std::sync::LazyLock;
 
-use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
 use serde_json::Value;
 
 use crate::outcome::{Issue, IssueCode};
@@ -61,11 +61,8 @@ pub fn warm_up() {
 }
 
 /// Strict R4 parse with fhirbolt, for what the walker does not cover; Err carries one Issue.
-pub fn parse_strict(json_text: &str) -> Result<fhirbolt::model::r4::Resource, Issue> {
-    let config = DeserializationConfig {
-        mode: DeserializationMode::Strict,
-    };
-    fhirbolt::json::from_str(json_text, Some(config))
+pub fn parse_strict(json_text: &str) -> Result<(), Issue> {
+    fhir_codec::check_json(json_text)
         .map_err(|error| Issue::error(IssueCode::Structure, strict_diagnostics(&error)))
 }
 

@@ -1,0 +1,16 @@
+//! Structured logs: `RUST_LOG` filters, `FHIR_LOG_FORMAT` picks text or JSON lines, as the
+//! server does. Events are named by id and resource type, never by content.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber: `RUST_LOG` filters (default `info`), text or JSON lines.
+pub fn init(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A second init (tests) keeps the first subscriber.
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
