@@ -10,6 +10,7 @@ pub mod reference;
 pub mod resource;
 pub mod resource_type;
 pub mod rules;
+pub mod search;
 pub mod validation;
 pub mod xml;
 

@@ -1,0 +1,178 @@
+//! The values a resource is indexed by: one [`IndexEntry`] per value of each search
+//! parameter, typed so that each kind maps onto one narrow index table.
+
+use chrono::{DateTime, Utc};
+
+use super::registry::SearchParameter;
+
+/// One value of one search parameter of a resource: a row of the search index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexEntry<'r> {
+    /// The parameter (its base and code identify it within a resource type).
+    pub param: &'r SearchParameter,
+    pub value: IndexValue,
+}
+
+impl IndexEntry<'_> {
+    /// The parameter's code (`family`, `_tag`): with the resource type, the parameter's key.
+    pub fn code(&self) -> &str {
+        self.param.code()
+    }
+}
+
+/// A typed index value; the variant follows the parameter's type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IndexValue {
+    /// Of a string parameter.
+    String(StringValue),
+    /// Of a token parameter.
+    Token(TokenValue),
+    /// Of a date parameter.
+    Date(DateRange),
+    /// Of a reference parameter.
+    Reference(ReferenceValue),
+    /// Of a quantity parameter.
+    Quantity(QuantityValue),
+    /// Of a number parameter.
+    Number(Decimal),
+    /// A uri, url or canonical, exactly as written (`:below` and `:above` compare prefixes).
+    Uri(String),
+    /// One value per component of a composite parameter, in the definition's order, all taken
+    /// from the same element.
+    Composite(Vec<IndexValue>),
+}
+
+/// A string value: normalised for the default starts-with and `:contains` matches, and as
+/// written for `:exact`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StringValue {
+    /// Lower-cased, accents removed, white space collapsed: see [`super::normalize`]. For a
+    /// phonetic parameter, the phonetic code of one word instead.
+    pub normalized: String,
+    /// The value as written in the resource.
+    pub exact: String,
+}
+
+/// A token value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TokenValue {
+    /// A code and the system it belongs to: Coding system and code, Identifier system and
+    /// value, ContactPoint value (no system), a code, id, string or boolean (no system).
+    Code {
+        /// The system the code belongs to; `None` when the element states none.
+        system: Option<String>,
+        code: String,
+    },
+    /// Text that `:text` searches: CodeableConcept.text, Coding.display, Identifier.type.text.
+    Text(StringValue),
+    /// An identifier's value with one coding of its type, for `:of-type`
+    /// (`type-system|type-code|value`).
+    OfType {
+        /// The system of one `Identifier.type` coding.
+        type_system: Option<String>,
+        /// The code of that coding (`MR`).
+        type_code: String,
+        /// `Identifier.value`.
+        value: String,
+    },
+}
+
+/// The instants a date value covers, `[low, high)`; `None` is unbounded (a Period without
+/// start or end). A value covers its whole precision: `2020` is all of that year, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DateRange {
+    /// The first instant covered; `None`: no lower bound.
+    pub low: Option<DateTime<Utc>>,
+    /// The first instant after the range; `None`: no upper bound.
+    pub high: Option<DateTime<Utc>>,
+}
+
+/// A reference value.
+///
+/// Relative references, and absolute ones under this server's base URL, are local: type and
+/// id, no `url`. Any other absolute reference keeps its `url` (and its type and id, parsed,
+/// for `:Type`); a URN keeps only its `url` (and the Reference's `type`, if given).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReferenceValue {
+    /// The type of the target, from the reference string or `Reference.type`.
+    pub target_type: Option<String>,
+    /// The target's id, when the reference string names one.
+    pub id: Option<String>,
+    /// The version of a versioned reference (`Patient/1/_history/2`).
+    pub version: Option<String>,
+    /// The reference as written, when it is not local.
+    pub url: Option<String>,
+    /// `Reference.identifier`, for `:identifier`.
+    pub identifier: Option<IdentifierValue>,
+}
+
+/// A logical reference's identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdentifierValue {
+    /// `Identifier.system`.
+    pub system: Option<String>,
+    /// `Identifier.value`.
+    pub value: String,
+}
+
+/// A quantity value; Money is a quantity in system `urn:iso:std:iso:4217` with the currency
+/// as its code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QuantityValue {
+    /// The amount, as written.
+    pub value: Decimal,
+    /// `<`, `<=`, `>=`, `>` when the value is a bound, not a measurement.
+    pub comparator: Option<String>,
+    /// The human-readable unit (`mg`), which `value||unit` searches also match.
+    pub unit: Option<String>,
+    /// The unit's system (`http://unitsofmeasure.org`, or the currency system for Money).
+    pub system: Option<String>,
+    /// The unit's code in `system` (`mg`, `EUR`).
+    pub code: Option<String>,
+}
+
+/// A decimal number exactly as written in the resource (`1.50` stays `1.50`): no float
+/// rounding, and its precision is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Decimal(String);
+
+impl Decimal {
+    /// A decimal from its text: JSON number syntax, `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let unsigned = text.strip_prefix('-').unwrap_or(text);
+        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+            Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+            None => (unsigned, None),
+        };
+        let (int_part, frac_part) = match mantissa.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (mantissa, None),
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let valid = digits(int_part)
+            && (int_part == "0" || !int_part.starts_with('0'))
+            && frac_part.is_none_or(digits)
+            && exponent.is_none_or(digits);
+        valid.then(|| Decimal(text.to_string()))
+    }
+
+    /// The text, as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decimal;
+
+    #[test]
+    fn decimals_keep_their_text() {
+        for text in ["0", "1.50", "-12.0", "100", "1e3", "2.5E-7", "0.001"] {
+            assert_eq!(Decimal::parse(text).map(|d| d.0), Some(text.to_string()));
+        }
+        for text in ["", "-", "01", "1.", ".5", "1e", "1.2.3", "NaN", "+1", "1 "] {
+            assert_eq!(Decimal::parse(text), None, "{text}");
+        }
+    }
+}
