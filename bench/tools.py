@@ -23,7 +23,6 @@ SERVER_READ = "server read"
 SERVER_CREATE = "server create"
 PG_SELECT = "pg select"
 PG_INSERT = "pg insert"
-PG_SELECT_SERVER_SQL = "pg select, server's SQL"
 
 READ_TARGET = 0.50
 CREATE_TARGET = 0.40
@@ -221,20 +220,6 @@ def report(run_dir, readme=None):
         PG_SELECT,
         READ_TARGET,
     )
-    extra = [c for c in clients if (PG_SELECT_SERVER_SQL, c) in runs]
-    if extra:
-        parts = []
-        for c in extra:
-            part = f"{c} client{'s' if c > 1 else ''}: {fmt_rate(agg(PG_SELECT_SERVER_SQL, c, 'rps'))} tx/s"
-            r = ratio(PG_SELECT_SERVER_SQL, PG_SELECT, c)
-            if r:
-                part += f" ({r[0]:.2f} of the plain select)"
-            parts.append(part)
-        out.append("")
-        out.append(
-            "The same select with the server's own select list (the JSON text rebuilt with "
-            "`resourceType` first), for diagnosis: " + "; ".join(parts) + "."
-        )
     section(
         f"Create: `POST /fhir/Patient` vs `{PG_INSERT}` (the same insert into resources + resource_history)",
         SERVER_CREATE,
