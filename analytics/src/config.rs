@@ -28,6 +28,11 @@ pub struct Config {
     pub concurrency: usize,
     /// `ANALYTICS_MAX_DELIVERIES`: deliveries of one message before it is dead-lettered.
     pub max_deliveries: u32,
+    /// `ANALYTICS_AUTO_ACCOUNT`: create a billing Account for every new Patient.
+    pub auto_account: bool,
+    /// `ANALYTICS_ACCOUNT_QUEUE`: the durable queue of the billing account consumer;
+    /// `<queue>.dead` holds what it refused.
+    pub account_queue: String,
     /// `FHIR_LOG_FORMAT`: `text` or `json`.
     pub log_json: bool,
 }
@@ -66,12 +71,24 @@ impl Config {
                 &get("ANALYTICS_MAX_DELIVERIES", "10"),
                 "ANALYTICS_MAX_DELIVERIES",
             )?,
+            auto_account: parse(
+                &get("ANALYTICS_AUTO_ACCOUNT", "true"),
+                "ANALYTICS_AUTO_ACCOUNT",
+            )?,
+            account_queue: get("ANALYTICS_ACCOUNT_QUEUE", "analytics.accounts"),
             log_json,
         };
         config
             .durable_queue()
             .check()
             .context("ANALYTICS_QUEUE, ANALYTICS_EXCHANGE or ANALYTICS_MAX_DELIVERIES")?;
+        config
+            .account_durable_queue()
+            .check()
+            .context("ANALYTICS_ACCOUNT_QUEUE")?;
+        if config.account_queue == config.queue {
+            bail!("ANALYTICS_ACCOUNT_QUEUE must differ from ANALYTICS_QUEUE");
+        }
         Ok(config)
     }
 
@@ -84,6 +101,16 @@ impl Config {
                 .iter()
                 .map(|kind| format!("{}.*", kind.as_str()))
                 .collect(),
+            max_deliveries: self.max_deliveries,
+        }
+    }
+
+    /// The queue of the billing account consumer: bound to the creation of Patients only.
+    pub fn account_durable_queue(&self) -> DurableQueue {
+        DurableQueue {
+            exchange: self.exchange.clone(),
+            name: self.account_queue.clone(),
+            bindings: vec![format!("{}.create", Kind::Patient.as_str())],
             max_deliveries: self.max_deliveries,
         }
     }
@@ -124,6 +151,8 @@ impl fmt::Debug for Config {
             .field("prefetch", &self.prefetch)
             .field("concurrency", &self.concurrency)
             .field("max_deliveries", &self.max_deliveries)
+            .field("auto_account", &self.auto_account)
+            .field("account_queue", &self.account_queue)
             .field("log_json", &self.log_json)
             .finish()
     }
@@ -158,6 +187,9 @@ mod tests {
             config.durable_queue().bindings,
             ["Patient.*", "Account.*", "Invoice.*"]
         );
+        assert!(config.auto_account);
+        assert_eq!(config.account_queue, "analytics.accounts");
+        assert_eq!(config.account_durable_queue().bindings, ["Patient.create"]);
     }
 
     #[test]
@@ -168,6 +200,14 @@ mod tests {
         assert!(with(&[("ANALYTICS_QUEUE", "")]).is_err());
         assert!(with(&[("ANALYTICS_QUEUE", &"q".repeat(300))]).is_err());
         assert!(with(&[("FHIR_LOG_FORMAT", "xml")]).is_err());
+        assert!(with(&[("ANALYTICS_AUTO_ACCOUNT", "yes")]).is_err());
+        assert!(with(&[("ANALYTICS_ACCOUNT_QUEUE", "amq.accounts")]).is_err());
+        assert!(with(&[("ANALYTICS_ACCOUNT_QUEUE", "analytics.changes")]).is_err());
+        assert!(
+            !with(&[("ANALYTICS_AUTO_ACCOUNT", "false")])
+                .unwrap()
+                .auto_account
+        );
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! Ferrum analytics: consumes the change stream (exchange `fhir.changes`) into narrow fact
 //! tables in schema `analytics`, each event in one transaction with its processed marker,
-//! and answers the reports with GROUP BY queries over them. [`rebuild()`] recomputes the
-//! facts from the stored resources; incremental and rebuilt facts are always equal (see
+//! and answers the reports with GROUP BY queries over them ([`reports()`], also as FHIR
+//! MeasureReports: [`measure_report`]). [`rebuild()`] recomputes the facts from the stored
+//! resources; incremental and rebuilt facts are always equal. A second consumer
+//! ([`accounts`]) creates the billing Account of every new Patient (see
 //! `docs/analytics.md`).
 //!
 //! The binary is thin: [`Command::parse`], [`Config::from_env`], [`telemetry::init`], then
 //! [`run`], [`rebuild()`] or [`reports()`].
 
+pub mod accounts;
 pub mod config;
 pub mod facts;
+pub mod measure_report;
 pub mod projection;
 pub mod rebuild;
 pub mod reports;
@@ -109,7 +113,28 @@ pub async fn connect(config: &Config) -> Result<PgPool, StoreError> {
 /// need not be reachable: the worker waits for it. The database must be.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), StoreError> {
     let pool = connect(&config).await?;
-    worker::consume(pool, &config, shutdown).await;
+    consume_all(pool, &config, shutdown).await
+}
+
+/// Runs every consumer the configuration asks for until `shutdown` turns true: the
+/// projection, and the billing accounts unless `ANALYTICS_AUTO_ACCOUNT` is false. Each has
+/// its own queue and connection, so neither holds the other up. Fails only when the
+/// billing accounts' store cannot be opened.
+pub async fn consume_all(
+    pool: PgPool,
+    config: &Config,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    if !config.auto_account {
+        tracing::info!("ANALYTICS_AUTO_ACCOUNT is false: no billing accounts are created");
+        worker::consume(pool, config, shutdown).await;
+        return Ok(());
+    }
+    let writer = accounts::AccountWriter::connect(config).await?;
+    tokio::join!(
+        worker::consume(pool, config, shutdown.clone()),
+        worker::consume_with(worker::Handler::Accounts(writer), config, shutdown),
+    );
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// Rows in the rankings unless asked otherwise.
 pub const DEFAULT_TOP: i64 = 10;
@@ -226,24 +226,34 @@ pub struct InvoiceReport {
     pub outstanding_per_account: Vec<AccountOutstanding>,
 }
 
-/// Every report, each from its own query.
+/// Every report, each from its own query, all in one read-only snapshot: they count the
+/// same facts even while the worker applies events.
 pub async fn reports(pool: &PgPool, options: ReportOptions) -> Result<Reports, sqlx::Error> {
-    Ok(Reports {
+    let mut tx = pool.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let reports = Reports {
         as_of: options.as_of,
-        patients: patient_report(pool, options.as_of).await?,
-        accounts: account_report(pool).await?,
-        invoices: invoice_report(pool, options.top).await?,
-    })
+        patients: patient_report(&mut tx, options.as_of).await?,
+        accounts: account_report(&mut tx).await?,
+        invoices: invoice_report(&mut tx, options.top).await?,
+    };
+    tx.commit().await?;
+    Ok(reports)
 }
 
-/// The patient reports, ages at `as_of`.
-pub async fn patient_report(pool: &PgPool, as_of: NaiveDate) -> Result<PatientReport, sqlx::Error> {
+/// The patient reports, ages at `as_of`, on `conn` (in the caller's transaction).
+pub async fn patient_report(
+    conn: &mut PgConnection,
+    as_of: NaiveDate,
+) -> Result<PatientReport, sqlx::Error> {
     let (total, active, inactive, deceased): (i64, i64, i64, i64) = sqlx::query_as(
         "select count(*), count(*) filter (where coalesce(active, true)),
                 count(*) filter (where active = false), count(*) filter (where deceased)
          from analytics.patient_facts",
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(PatientReport {
         total,
@@ -251,21 +261,25 @@ pub async fn patient_report(pool: &PgPool, as_of: NaiveDate) -> Result<PatientRe
         inactive,
         deceased,
         living: total - deceased,
-        by_gender: counts(pool, "analytics.patient_facts", "gender").await?,
-        by_age_band: age_bands(pool, as_of).await?,
-        by_country: counts(pool, "analytics.patient_facts", "country").await?,
-        by_state: states(pool).await?,
-        registrations_per_day: registrations(pool, "YYYY-MM-DD").await?,
-        registrations_per_month: registrations(pool, "YYYY-MM").await?,
+        by_gender: counts(&mut *conn, "analytics.patient_facts", "gender").await?,
+        by_age_band: age_bands(&mut *conn, as_of).await?,
+        by_country: counts(&mut *conn, "analytics.patient_facts", "country").await?,
+        by_state: states(&mut *conn).await?,
+        registrations_per_day: registrations(&mut *conn, "YYYY-MM-DD").await?,
+        registrations_per_month: registrations(&mut *conn, "YYYY-MM").await?,
     })
 }
 
 /// Rows per value of `column` of `table` (both fixed names from this module).
-async fn counts(pool: &PgPool, table: &str, column: &str) -> Result<Vec<Count>, sqlx::Error> {
+async fn counts(
+    conn: &mut PgConnection,
+    table: &str,
+    column: &str,
+) -> Result<Vec<Count>, sqlx::Error> {
     let rows: Vec<(Option<String>, i64)> = sqlx::query_as(&format!(
         "select {column}, count(*) from {table} group by {column} order by {column} nulls last"
     ))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(rows
         .into_iter()
@@ -273,7 +287,7 @@ async fn counts(pool: &PgPool, table: &str, column: &str) -> Result<Vec<Count>, 
         .collect())
 }
 
-async fn age_bands(pool: &PgPool, as_of: NaiveDate) -> Result<Vec<Count>, sqlx::Error> {
+async fn age_bands(conn: &mut PgConnection, as_of: NaiveDate) -> Result<Vec<Count>, sqlx::Error> {
     let labels: Vec<&str> = AGE_BANDS.iter().map(|band| band.0).collect();
     let lows: Vec<i32> = AGE_BANDS.iter().map(|band| band.1).collect();
     let highs: Vec<Option<i32>> = AGE_BANDS.iter().map(|band| band.2).collect();
@@ -296,7 +310,7 @@ async fn age_bands(pool: &PgPool, as_of: NaiveDate) -> Result<Vec<Count>, sqlx::
     .bind(&labels)
     .bind(&lows)
     .bind(&highs)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut bands: Vec<Count> = rows
         .into_iter()
@@ -313,12 +327,12 @@ async fn age_bands(pool: &PgPool, as_of: NaiveDate) -> Result<Vec<Count>, sqlx::
     Ok(bands)
 }
 
-async fn states(pool: &PgPool) -> Result<Vec<StateCount>, sqlx::Error> {
+async fn states(conn: &mut PgConnection) -> Result<Vec<StateCount>, sqlx::Error> {
     let rows: Vec<(Option<String>, Option<String>, i64)> = sqlx::query_as(
         "select country, state, count(*) from analytics.patient_facts
          group by country, state order by country nulls last, state nulls last",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(rows
         .into_iter()
@@ -331,14 +345,17 @@ async fn states(pool: &PgPool) -> Result<Vec<StateCount>, sqlx::Error> {
 }
 
 /// Registrations of current patients per period, `format` being a `to_char` pattern.
-async fn registrations(pool: &PgPool, format: &str) -> Result<Vec<PeriodCount>, sqlx::Error> {
+async fn registrations(
+    conn: &mut PgConnection,
+    format: &str,
+) -> Result<Vec<PeriodCount>, sqlx::Error> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "select to_char(registered_at at time zone 'UTC', $1) as period, count(*)
          from analytics.patient_registrations join analytics.patient_facts using (id)
          group by period order by period",
     )
     .bind(format)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(rows
         .into_iter()
@@ -347,12 +364,12 @@ async fn registrations(pool: &PgPool, format: &str) -> Result<Vec<PeriodCount>, 
 }
 
 /// The account reports.
-pub async fn account_report(pool: &PgPool) -> Result<AccountReport, sqlx::Error> {
+pub async fn account_report(conn: &mut PgConnection) -> Result<AccountReport, sqlx::Error> {
     let (total, without_patient): (i64, i64) = sqlx::query_as(
         "select count(*), count(*) filter (where patient_id is null)
          from analytics.account_facts",
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     let per_patient: Vec<(i64, i64)> = sqlx::query_as(
         "select accounts, count(*) from (
@@ -362,13 +379,13 @@ pub async fn account_report(pool: &PgPool) -> Result<AccountReport, sqlx::Error>
          ) as per_patient
          group by accounts order by accounts",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(AccountReport {
         total,
         without_patient,
-        by_status: counts(pool, "analytics.account_facts", "status").await?,
-        by_type: counts(pool, "analytics.account_facts", "type_code").await?,
+        by_status: counts(&mut *conn, "analytics.account_facts", "status").await?,
+        by_type: counts(&mut *conn, "analytics.account_facts", "type_code").await?,
         per_patient: per_patient
             .into_iter()
             .map(|(accounts, patients)| AccountsPerPatient { accounts, patients })
@@ -377,17 +394,20 @@ pub async fn account_report(pool: &PgPool) -> Result<AccountReport, sqlx::Error>
 }
 
 /// The invoice reports, rankings cut at `top` rows.
-pub async fn invoice_report(pool: &PgPool, top: i64) -> Result<InvoiceReport, sqlx::Error> {
+pub async fn invoice_report(
+    conn: &mut PgConnection,
+    top: i64,
+) -> Result<InvoiceReport, sqlx::Error> {
     let total: i64 = sqlx::query_scalar("select count(*) from analytics.invoice_facts")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     Ok(InvoiceReport {
         total,
-        by_status: totals(pool, Group::Status).await?,
-        by_month: totals(pool, Group::Month).await?,
-        by_currency: totals(pool, Group::Currency).await?,
-        billed_per_patient: billed_per_patient(pool, top).await?,
-        outstanding_per_account: outstanding_per_account(pool, top).await?,
+        by_status: totals(&mut *conn, Group::Status).await?,
+        by_month: totals(&mut *conn, Group::Month).await?,
+        by_currency: totals(&mut *conn, Group::Currency).await?,
+        billed_per_patient: billed_per_patient(&mut *conn, top).await?,
+        outstanding_per_account: outstanding_per_account(&mut *conn, top).await?,
     })
 }
 
@@ -421,7 +441,7 @@ struct TotalsRow {
 }
 
 /// Count and sums per group and currency.
-async fn totals(pool: &PgPool, group: Group) -> Result<Vec<Totals>, sqlx::Error> {
+async fn totals(conn: &mut PgConnection, group: Group) -> Result<Vec<Totals>, sqlx::Error> {
     let rows: Vec<TotalsRow> = sqlx::query_as(&format!(
         "select {} as key, currency, count(*) as invoices,
                 coalesce(sum(total_net), 0)::text as total_net,
@@ -430,7 +450,7 @@ async fn totals(pool: &PgPool, group: Group) -> Result<Vec<Totals>, sqlx::Error>
          group by key, currency order by key nulls last, currency nulls last",
         group.key()
     ))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
         .map(|row| {
@@ -451,7 +471,10 @@ async fn totals(pool: &PgPool, group: Group) -> Result<Vec<Totals>, sqlx::Error>
         .collect()
 }
 
-async fn billed_per_patient(pool: &PgPool, top: i64) -> Result<Vec<PatientBilled>, sqlx::Error> {
+async fn billed_per_patient(
+    conn: &mut PgConnection,
+    top: i64,
+) -> Result<Vec<PatientBilled>, sqlx::Error> {
     let rows: Vec<(String, Option<String>, i64, String)> = sqlx::query_as(
         "select patient_id, currency, count(*), coalesce(sum(total_gross), 0)::text
          from analytics.invoice_facts
@@ -461,7 +484,7 @@ async fn billed_per_patient(pool: &PgPool, top: i64) -> Result<Vec<PatientBilled
          limit $1",
     )
     .bind(top)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
         .map(|(patient_id, currency, invoices, billed)| {
@@ -476,7 +499,7 @@ async fn billed_per_patient(pool: &PgPool, top: i64) -> Result<Vec<PatientBilled
 }
 
 async fn outstanding_per_account(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     top: i64,
 ) -> Result<Vec<AccountOutstanding>, sqlx::Error> {
     let rows: Vec<(String, Option<String>, i64, String)> = sqlx::query_as(
@@ -488,7 +511,7 @@ async fn outstanding_per_account(
          limit $1",
     )
     .bind(top)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
         .map(|(account_id, currency, invoices, outstanding)| {

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use crate::projection::{Change, apply_all};
 
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(500);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A delivered message.
 #[derive(Debug, Clone, Copy)]
@@ -160,7 +160,7 @@ async fn apply_patiently(
 /// Errors of the system rather than of the message: worth waiting out. A message only
 /// causes data (22), integrity (23) and raised (P0) errors; anything else in a database
 /// answer is a connection, resource, lock or schema problem.
-fn is_transient(error: &sqlx::Error) -> bool {
+pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => db
             .code()
@@ -177,7 +177,7 @@ fn is_transient(error: &sqlx::Error) -> bool {
 
 /// A database error by its SQLSTATE only: PostgreSQL messages can quote the values
 /// involved, which may be patient data.
-fn describe(error: &sqlx::Error) -> String {
+pub(crate) fn describe(error: &sqlx::Error) -> String {
     match error {
         sqlx::Error::Database(db) => {
             format!(

@@ -1,11 +1,13 @@
-//! The consumer loop around one testable step ([`step`]): receive deliveries, hand those
-//! already here to a task that applies them (one transaction) and acknowledges each after
-//! the commit. Reconnects with a back-off whenever the broker goes away, and stops cleanly
-//! on request: no new deliveries, the delivered ones applied and acknowledged, then the
-//! connection closed.
+//! The consumer loop around one testable step: receive deliveries, hand those already
+//! here to a task that handles them (the projection applies them in one transaction, the
+//! billing account consumer one at a time) and settles each with the broker after the
+//! commit. Reconnects with a back-off whenever the broker goes away, and stops cleanly on
+//! request: no new deliveries, the delivered ones handled and settled, then the connection
+//! closed.
 
 use std::time::Duration;
 
+use events::DurableQueue;
 use events::lapin::message::Delivery;
 use events::lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -18,30 +20,77 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::accounts::AccountWriter;
 use crate::config::Config;
-use crate::step::{Disposition, Message, pause, step};
+use crate::step::{Disposition, MAX_BACKOFF, MIN_BACKOFF, Message, pause, step};
 
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a stop waits for delivered events to be applied; what is left then goes
 /// back to the queue with the connection.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long closing the connection may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Consumes until `shutdown` turns true (or its sender is dropped), reconnecting with a
-/// back-off (0.5 s doubling to 30 s) whenever the broker is unreachable or goes away.
-pub async fn consume(pool: PgPool, config: &Config, mut shutdown: watch::Receiver<bool>) {
+/// What a consumer does with the deliveries it takes.
+#[derive(Debug, Clone)]
+pub enum Handler {
+    /// Applies change events to the fact tables ([`step`]), on the queue
+    /// [`Config::durable_queue`].
+    Facts(PgPool),
+    /// Creates the billing Account of each new Patient ([`crate::accounts::step`]), on the
+    /// queue [`Config::account_durable_queue`].
+    Accounts(AccountWriter),
+}
+
+impl Handler {
+    /// What the handler is called in logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Handler::Facts(_) => "analytics",
+            Handler::Accounts(_) => "billing accounts",
+        }
+    }
+
+    /// The queue the handler consumes.
+    fn queue(&self, config: &Config) -> DurableQueue {
+        match self {
+            Handler::Facts(_) => config.durable_queue(),
+            Handler::Accounts(_) => config.account_durable_queue(),
+        }
+    }
+
+    /// Handles deliveries received together: a disposition for each, in order.
+    async fn step(
+        &self,
+        messages: &[Message<'_>],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Vec<Disposition> {
+        match self {
+            Handler::Facts(pool) => step(pool, messages, shutdown).await,
+            Handler::Accounts(writer) => crate::accounts::step(writer, messages, shutdown).await,
+        }
+    }
+}
+
+/// Consumes the projection's queue until `shutdown` turns true (or its sender is dropped),
+/// reconnecting with a back-off (0.5 s doubling to 30 s) whenever the broker is
+/// unreachable or goes away.
+pub async fn consume(pool: PgPool, config: &Config, shutdown: watch::Receiver<bool>) {
+    consume_with(Handler::Facts(pool), config, shutdown).await;
+}
+
+/// Consumes the queue of `handler` until `shutdown` turns true, as [`consume`] does.
+pub async fn consume_with(handler: Handler, config: &Config, mut shutdown: watch::Receiver<bool>) {
+    let consumer = handler.name();
     let mut backoff = MIN_BACKOFF;
     while !*shutdown.borrow() {
-        match session(&pool, config, &shutdown).await {
+        match session(&handler, config, &shutdown).await {
             Ok(Ended::Shutdown) => break,
             Ok(Ended::Lost(reason)) => {
-                tracing::warn!(reason, "lost the message broker; reconnecting");
+                tracing::warn!(consumer, reason, "lost the message broker; reconnecting");
                 backoff = MIN_BACKOFF;
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,
+                tracing::warn!(consumer, %error, retry_in_ms = backoff.as_millis() as u64,
                     "cannot consume change events");
             }
         }
@@ -50,12 +99,17 @@ pub async fn consume(pool: PgPool, config: &Config, mut shutdown: watch::Receive
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-    tracing::info!("analytics worker stopped");
+    tracing::info!(consumer, "consumer stopped");
 }
 
-/// The broker's name for the worker's connection (in its management UI).
+/// The broker's name for the projection's connection (in its management UI).
 pub fn connection_name(config: &Config) -> String {
-    format!("analytics-worker {}", config.queue)
+    queue_connection_name(&config.queue)
+}
+
+/// The broker's name for the connection consuming `queue`.
+pub fn queue_connection_name(queue: &str) -> String {
+    format!("analytics-worker {queue}")
 }
 
 /// Why a session ended.
@@ -69,17 +123,18 @@ enum Ended {
 
 /// One connection's life: connect, declare, consume until stopped or lost, close.
 async fn session(
-    pool: &PgPool,
+    handler: &Handler,
     config: &Config,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Ended, events::PublishError> {
-    let name = connection_name(config);
+    let queue = handler.queue(config);
+    let name = queue_connection_name(&queue.name);
     let mut stopping = shutdown.clone();
     let connection = tokio::select! {
         connected = events::connect_as(&config.rabbitmq_url, &name) => connected?,
         _ = stopping.wait_for(|stop| *stop) => return Ok(Ended::Shutdown),
     };
-    let ended = consume_on(&connection, pool, config, shutdown).await;
+    let ended = consume_on(&connection, handler, &queue, config, shutdown).await;
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "closing".into())).await;
     Ok(ended?)
 }
@@ -88,7 +143,8 @@ async fn session(
 /// finish (for at most [`STOP_TIMEOUT`]) before closing the channel.
 async fn consume_on(
     connection: &Connection,
-    pool: &PgPool,
+    handler: &Handler,
+    queue: &DurableQueue,
     config: &Config,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Ended, events::lapin::Error> {
@@ -96,7 +152,6 @@ async fn consume_on(
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
-    let queue = config.durable_queue();
     queue.declare(&channel).await?;
     let mut consumer = channel
         .basic_consume(
@@ -107,13 +162,14 @@ async fn consume_on(
         )
         .await?;
     tracing::info!(
+        consumer = handler.name(),
         queue = queue.name,
         exchange = queue.exchange,
         "consuming change events"
     );
 
     let mut running = JoinSet::new();
-    let ended = receive(&mut consumer, &mut running, pool, config, shutdown).await;
+    let ended = receive(&mut consumer, &mut running, handler, config, shutdown).await;
     if matches!(ended, Ended::Shutdown) {
         // No new deliveries; apply the ones already here, so none goes back to the queue.
         if channel
@@ -121,7 +177,7 @@ async fn consume_on(
             .await
             .is_ok()
         {
-            drain(&mut consumer, &mut running, pool, config, shutdown).await;
+            drain(&mut consumer, &mut running, handler, config, shutdown).await;
         }
     }
     if tokio::time::timeout(STOP_TIMEOUT, join_all(&mut running))
@@ -139,7 +195,7 @@ async fn consume_on(
 async fn receive(
     consumer: &mut Consumer,
     running: &mut JoinSet<()>,
-    pool: &PgPool,
+    handler: &Handler,
     config: &Config,
     shutdown: &watch::Receiver<bool>,
 ) -> Ended {
@@ -158,7 +214,7 @@ async fn receive(
                     Some(Err(error)) => return Ended::Lost(error.to_string()),
                     None => return Ended::Lost(CANCELLED.into()),
                 };
-                running.spawn(handle(pool.clone(), batch, shutdown.clone()));
+                running.spawn(handle(handler.clone(), batch, shutdown.clone()));
                 if let Some(ended) = ended {
                     return ended;
                 }
@@ -192,7 +248,7 @@ fn take_ready(
 async fn drain(
     consumer: &mut Consumer,
     running: &mut JoinSet<()>,
-    pool: &PgPool,
+    handler: &Handler,
     config: &Config,
     shutdown: &watch::Receiver<bool>,
 ) {
@@ -201,7 +257,7 @@ async fn drain(
             running.join_next().await;
         }
         let (batch, ended) = take_ready(consumer, delivery, config.batch_size());
-        running.spawn(handle(pool.clone(), batch, shutdown.clone()));
+        running.spawn(handle(handler.clone(), batch, shutdown.clone()));
         if ended.is_some() {
             return;
         }
@@ -212,8 +268,8 @@ async fn join_all(running: &mut JoinSet<()>) {
     while running.join_next().await.is_some() {}
 }
 
-/// Applies deliveries and settles each with the broker.
-async fn handle(pool: PgPool, deliveries: Vec<Delivery>, mut shutdown: watch::Receiver<bool>) {
+/// Handles deliveries and settles each with the broker.
+async fn handle(handler: Handler, deliveries: Vec<Delivery>, mut shutdown: watch::Receiver<bool>) {
     let ids: Vec<String> = deliveries.iter().map(message_id).collect();
     let messages: Vec<Message<'_>> = deliveries
         .iter()
@@ -223,7 +279,7 @@ async fn handle(pool: PgPool, deliveries: Vec<Delivery>, mut shutdown: watch::Re
             message_id: id,
         })
         .collect();
-    let dispositions = step(&pool, &messages, &mut shutdown).await;
+    let dispositions = handler.step(&messages, &mut shutdown).await;
     for ((delivery, id), disposition) in deliveries.iter().zip(&ids).zip(dispositions) {
         settle(delivery, id, disposition).await;
     }

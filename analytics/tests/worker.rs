@@ -143,6 +143,8 @@ impl Process {
             .env("RABBITMQ_URL", &config.rabbitmq_url)
             .env("ANALYTICS_EXCHANGE", &config.exchange)
             .env("ANALYTICS_QUEUE", &config.queue)
+            .env("ANALYTICS_ACCOUNT_QUEUE", &config.account_queue)
+            .env("ANALYTICS_AUTO_ACCOUNT", config.auto_account.to_string())
             .env(
                 "ANALYTICS_MAX_DELIVERIES",
                 config.max_deliveries.to_string(),

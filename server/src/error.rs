@@ -48,6 +48,10 @@ pub enum ApiError {
     TooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// Every database connection stayed busy for the wait limit: answered 503 with
+    /// Retry-After, as load a client may retry after.
+    #[error("busy")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -72,6 +76,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,6 +110,10 @@ impl ApiError {
                 C::NotSupported,
                 "send application/fhir+json or application/fhir+xml",
             )],
+            ApiError::Busy => vec![Issue::error(
+                C::Throttled,
+                "the server is busy; retry the request shortly",
+            )],
             ApiError::Internal(_) => vec![Issue::error(C::Exception, "internal server error")],
         }
     }
@@ -116,7 +125,14 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %detail, "request failed");
         }
         let status = self.status();
-        outcome_response(status, &self.issues())
+        let busy = matches!(self, ApiError::Busy);
+        let mut response = outcome_response(status, &self.issues());
+        if busy {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -147,6 +163,7 @@ impl From<StoreError> for ApiError {
             StoreError::MultipleMatches => {
                 ApiError::PreconditionFailed("the condition matches more than one resource".into())
             }
+            StoreError::Database(sqlx::Error::PoolTimedOut) => ApiError::Busy,
             // A database message can quote the data it choked on: log only its SQLSTATE.
             StoreError::Database(sqlx_err) => {
                 ApiError::Internal(match sqlx_err.as_database_error() {
@@ -159,5 +176,33 @@ impl From<StoreError> for ApiError {
             }
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exhausted_pool_is_a_503_to_retry() {
+        let response =
+            ApiError::from(StoreError::Database(sqlx::Error::PoolTimedOut)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("1"))
+        );
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE),
+            Some(&HeaderValue::from_static(FHIR_JSON))
+        );
+    }
+
+    #[test]
+    fn other_database_failures_stay_internal() {
+        let response =
+            ApiError::from(StoreError::Database(sqlx::Error::RowNotFound)).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
     }
 }

@@ -5,6 +5,9 @@
 //! |--------|-----------------------------------|--------------------|
 //! | GET    | /metadata                         | capabilities       |
 //! | GET    | /_history                         | history-system     |
+//! | GET    | /$analytics                       | operation `analytics`: MeasureReports (a Bundle) |
+//! | GET    | /$analytics.json                  | the same reports as JSON |
+//! | GET    | /$analytics.html, /$analytics.js  | the dashboard page and its script |
 //! | POST   | /[type]                           | create             |
 //! | GET    | /[type]/_history                  | history-type       |
 //! | GET    | /[type]/[id]                      | read               |
@@ -14,6 +17,11 @@
 //! | GET    | /[type]/[id]/_history/[vid]       | vread              |
 //!
 //! All of them live under the path of `FHIR_BASE_URL`; `/health` sits outside it.
+//!
+//! Access (for the SMART guard): `/metadata` is public; the analytics reports need read
+//! access to `MeasureReport` in a `system/` or `user/` scope
+//! ([`analytics::SCOPE_RESOURCE_TYPE`]); the dashboard page and script hold no data;
+//! every other route needs the scope of its resource type and interaction.
 
 use std::collections::HashMap;
 
@@ -23,7 +31,7 @@ use axum::routing::{MethodRouter, get, post};
 use fhir_core::ResourceType;
 
 use crate::error::ApiError;
-use crate::interaction::{capabilities, create, delete, history, read, update, vread};
+use crate::interaction::{analytics, capabilities, create, delete, history, read, update, vread};
 use crate::state::AppState;
 
 /// Type-level interaction codes served for every type in the registry.
@@ -39,6 +47,10 @@ pub const TYPE_INTERACTIONS: &[&str] = &[
 
 /// System-level interaction codes served.
 pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
+
+/// System-level operations served: name and the canonical URL of their definition.
+pub const SYSTEM_OPERATIONS: &[(&str, &str)] =
+    &[("analytics", "urn:ferrum:OperationDefinition:analytics")];
 
 /// 405 on a known route, but 404 when the path names a type the server does not serve.
 async fn method_not_allowed(Path(params): Path<HashMap<String, String>>) -> ApiError {
@@ -61,6 +73,13 @@ pub fn fhir_routes() -> Router<AppState> {
     Router::new()
         .route("/metadata", answer_405(get(capabilities::capabilities)))
         .route("/_history", answer_405(get(history::system)))
+        .route("/$analytics", answer_405(get(analytics::measure_reports)))
+        .route("/$analytics.json", answer_405(get(analytics::json)))
+        .route("/$analytics.html", answer_405(get(analytics::dashboard)))
+        .route(
+            "/$analytics.js",
+            answer_405(get(analytics::dashboard_script)),
+        )
         .route("/{type}", answer_405(post(create::create)))
         .route("/{type}/_history", answer_405(get(history::type_level)))
         .route(

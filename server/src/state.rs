@@ -1,15 +1,25 @@
 //! The one application state every handler shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use store::Store;
 
 use crate::config::Config;
 
-/// Cheap to clone: a pool handle and shared configuration.
+/// Connections the analytics reports may hold at once, beside the store's.
+const ANALYTICS_CONNECTIONS: u32 = 2;
+
+/// Cheap to clone: pool handles and shared configuration.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The analytics reports' connections (`analytics_worker::reports` reads the fact
+    /// tables with them), opened on first use, so that a slow report never holds a
+    /// connection the request paths or the relay need.
+    pub analytics: PgPool,
     pub config: Arc<Config>,
     /// `config.base()`, computed once.
     pub base: Arc<str>,
@@ -20,9 +30,14 @@ pub struct AppState {
 impl AppState {
     /// State over a connected store.
     pub fn new(store: Store, config: Config) -> Self {
+        let analytics = PgPoolOptions::new()
+            .max_connections(ANALYTICS_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with((*store.pool().connect_options()).clone());
         AppState {
             base: config.base().into(),
             store,
+            analytics,
             config: Arc::new(config),
             started: chrono::Utc::now(),
         }

@@ -153,7 +153,10 @@ async fn reads_put_resource_type_first(pool: PgPool) {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let (_, _, body) = send(&app, request("GET", "/fhir/Patient/a", None, "")).await;
-    assert!(body.starts_with(r#"{"resourceType":"Patient","#), "{body}");
+    assert!(
+        body.starts_with(r#"{"resourceType": "Patient", "#),
+        "{body}"
+    );
     let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     assert_eq!(value["gender"], "male");
     assert_eq!(value["meta"]["versionId"], "1");

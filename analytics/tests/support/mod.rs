@@ -52,6 +52,14 @@ pub fn rabbitmq_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
+/// A connection of its own to the broker (with a channel), e.g. to look at queues after
+/// a test's channel was closed.
+pub async fn channel() -> (Connection, Channel) {
+    let connection = events::connect(&rabbitmq_url()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    (connection, channel)
+}
+
 /// Writes resources through the store, as the server does.
 #[derive(Debug, Clone)]
 pub struct Data {
@@ -114,7 +122,7 @@ pub async fn processed(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-/// A topology of the test's own: an exchange and a worker queue named uniquely.
+/// A topology of the test's own: an exchange and worker queues named uniquely.
 pub struct Broker {
     _connection: Connection,
     pub channel: Channel,
@@ -124,12 +132,24 @@ pub struct Broker {
 impl Broker {
     /// Declares the test's exchange and the worker's queue (as the worker will, so that
     /// nothing published before it starts is dropped), with `max_deliveries`. The
-    /// configuration's database is not used by an in-process [`Worker`].
+    /// configuration's database is not used by an in-process [`Worker`]. Billing accounts
+    /// are switched off; their queue has a unique name too.
     pub async fn new(max_deliveries: u32) -> Self {
+        Broker::declared(max_deliveries, false).await
+    }
+
+    /// Like [`Broker::new`], with billing accounts switched on and their queue declared.
+    pub async fn with_accounts(max_deliveries: u32) -> Self {
+        Broker::declared(max_deliveries, true).await
+    }
+
+    async fn declared(max_deliveries: u32, accounts: bool) -> Self {
         let unique = format!("test.analytics.{}", uuid::Uuid::new_v4());
         let config = Config::from_lookup(|name| match name {
             "RABBITMQ_URL" => Some(rabbitmq_url()),
             "ANALYTICS_EXCHANGE" | "ANALYTICS_QUEUE" => Some(unique.clone()),
+            "ANALYTICS_ACCOUNT_QUEUE" => Some(format!("{unique}.accounts")),
+            "ANALYTICS_AUTO_ACCOUNT" => Some(accounts.to_string()),
             "ANALYTICS_MAX_DELIVERIES" => Some(max_deliveries.to_string()),
             _ => None,
         })
@@ -145,6 +165,13 @@ impl Broker {
             .await
             .unwrap();
         config.durable_queue().declare(&channel).await.unwrap();
+        if accounts {
+            config
+                .account_durable_queue()
+                .declare(&channel)
+                .await
+                .unwrap();
+        }
         Broker {
             _connection: connection,
             channel,
@@ -228,13 +255,23 @@ impl Broker {
     /// Deletes the test's queues and exchanges.
     pub async fn remove(self) {
         let queue = self.config.durable_queue();
-        for name in [queue.name.clone(), queue.dead_letter_queue()] {
+        let accounts = self.config.account_durable_queue();
+        for name in [
+            queue.name.clone(),
+            queue.dead_letter_queue(),
+            accounts.name.clone(),
+            accounts.dead_letter_queue(),
+        ] {
             let _ = self
                 .channel
                 .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
                 .await;
         }
-        for name in [queue.exchange.clone(), queue.dead_letter_exchange()] {
+        for name in [
+            queue.exchange.clone(),
+            queue.dead_letter_exchange(),
+            accounts.dead_letter_exchange(),
+        ] {
             let _ = self
                 .channel
                 .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())

@@ -61,6 +61,8 @@ pub enum IssueCode {
     Forbidden,
     /// Authentication failed or is missing.
     Login,
+    /// Refused for load: try again later.
+    Throttled,
 }
 
 impl IssueCode {
@@ -68,6 +70,7 @@ impl IssueCode {
     pub fn code(self) -> &'static str {
         match self {
             IssueCode::Invalid => "invalid",
+            IssueCode::Throttled => "throttled",
             IssueCode::Structure => "structure",
             IssueCode::Required => "required",
             IssueCode::Value => "value",

@@ -1,6 +1,7 @@
 //! Store errors: the business outcomes a caller must tell apart, and everything else.
 
 use fhir_core::VersionId;
+use fhir_core::search::RegistryError;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,9 @@ pub enum StoreError {
     /// A conditional interaction matched more than one resource.
     #[error("the condition matched several resources")]
     MultipleMatches,
+    /// The search parameter definitions do not load.
+    #[error("search parameter definitions: {0}")]
+    Definitions(#[source] RegistryError),
     /// Schema migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),

@@ -1,8 +1,8 @@
 //! PostgreSQL JSONB persistence: the only crate that holds SQL.
 //!
 //! Every write is one transaction that touches the current row, the history row, the
-//! uniqueness claims and the outbox event together, so a failed write leaves nothing behind
-//! and a committed one is always announced.
+//! search index rows, the uniqueness claims and the outbox event together, so a failed
+//! write leaves nothing behind and a committed one is always announced.
 
 mod content;
 mod error;
@@ -10,9 +10,12 @@ mod history;
 mod outbox;
 mod pool;
 mod resources;
+mod search_index;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use fhir_core::search::Registry;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -21,6 +24,7 @@ pub use error::StoreError;
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, HistoryScope};
 pub use outbox::{OUTBOX_CHANNEL, OutboxBatch, OutboxEvent};
 pub use resources::{Claim, Created, Criteria, Current, Stored};
+pub use search_index::Reindexed;
 
 /// The schema migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -32,6 +36,8 @@ pub struct Store {
     conns: pool::Pool,
     /// Migrations, the outbox relay and its listener (sqlx's pool).
     pool: PgPool,
+    /// The search parameter definitions the writes index by.
+    index: Arc<search_index::SearchIndex>,
 }
 
 /// Connections of [`Store::pool`], beside the request paths' ones.
@@ -39,7 +45,8 @@ const SIDE_CONNECTIONS: u32 = 3;
 
 impl Store {
     /// Connects to `database_url`: at most `max_connections` for requests, plus a few
-    /// for migrations and the outbox relay. Fails when PostgreSQL cannot be reached.
+    /// for migrations and the outbox relay. Fails when PostgreSQL cannot be reached, or
+    /// when the built-in search parameter definitions do not load.
     pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let options: PgConnectOptions = database_url.parse()?;
         let pool = PgPoolOptions::new()
@@ -49,20 +56,41 @@ impl Store {
         let store = Store {
             conns: pool::Pool::new(options, max_connections as usize),
             pool,
+            index: Arc::new(search_index::SearchIndex::builtin()),
         };
+        store.index.registry()?;
         store.conn().await?.done();
         Ok(store)
     }
 
     /// A store on the database of an existing pool, with as many request connections
-    /// (tests).
+    /// (tests). Writes fail if the built-in search parameter definitions do not load.
     pub fn from_pool(pool: PgPool) -> Self {
         let options = (*pool.connect_options()).clone();
         let size = pool.options().get_max_connections() as usize;
         Store {
             conns: pool::Pool::new(options, size),
             pool,
+            index: Arc::new(search_index::SearchIndex::builtin()),
         }
+    }
+
+    /// The same store, indexing absolute references under `base` (this server's FHIR
+    /// base URL) as local ones. Changing it re-indexes at the next start.
+    pub fn with_server_base(mut self, base: &str) -> Self {
+        let base = base.trim_end_matches('/').to_owned();
+        self.index = Arc::new(search_index::SearchIndex::new(
+            self.index.registry_result(),
+            Some(base),
+        ));
+        self
+    }
+
+    /// The same store, indexing by `registry` instead of the built-in definitions.
+    pub fn with_registry(mut self, registry: &'static Registry) -> Self {
+        let base = self.index.server_base().map(str::to_owned);
+        self.index = Arc::new(search_index::SearchIndex::new(Ok(registry), base));
+        self
     }
 
     /// A connection for a request; see [`pool::Conn::done`].
@@ -70,9 +98,16 @@ impl Store {
         self.conns.get().await
     }
 
-    /// Applies pending migrations.
+    /// Applies pending migrations, then starts re-indexing, in a background task, the
+    /// resource types whose search parameter definitions changed since they were indexed
+    /// (see [`Store::reindex_stale`]); reads and writes go on meanwhile.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migrate)?;
+        self.spawn_reindex();
+        Ok(())
     }
 
     /// sqlx's pool on the same database: migrations, the outbox relay, and tests that

@@ -1,5 +1,8 @@
 //! Current resources: read, create, update (and update-as-create) and delete, each one
-//! transaction that also writes the history row and the uniqueness claims.
+//! transaction that also writes the history row, the search index rows of the new
+//! current version (or removes them, for a delete) and the uniqueness claims.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use fhir_core::resource::{format_instant, stamp};
@@ -9,6 +12,7 @@ use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
 
 use crate::content::resource_type_first;
 use crate::outbox::new_event_id;
+use crate::search_index::{IndexRows, Keys, Statements, TableSet, delete_ctes, insert_ctes};
 use crate::{Store, StoreError};
 
 /// The current row of a resource.
@@ -86,6 +90,72 @@ fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// Inserts version 1 of a resource unless its id exists, with its history row, search
+/// index rows (from `$10`), claims and `create` event.
+static INSERT_FIRST: Statements = Statements::new(|tables: TableSet| {
+    let (index, _) = insert_ctes(Keys::Cur, 10, tables);
+    format!(
+        "with cur as (
+             insert into resources (res_type, id, version, last_updated, content)
+             values ($1, $2, 1, $3, $4::jsonb)
+             on conflict (res_type, id) do nothing
+             returning key, res_type, id, content
+         ){index}, hist as (
+             insert into resource_history (res_type, id, version, last_updated, method, status, content)
+             select res_type, id, 1, $3, $5, 201, content from cur
+         ), claims as (
+             insert into unique_claims (rule, value, res_type, res_id)
+             select c.rule, c.value, cur.res_type, cur.id
+             from cur, unnest($6::text[], $7::text[]) as c(rule, value)
+         ), event as (
+             insert into outbox (event_id, routing_key, payload)
+             select $8::uuid, res_type || '.create',
+                    jsonb_build_object('specVersion', 1, 'eventId', $8::text,
+                        'action', 'create', 'resourceType', res_type, 'id', id,
+                        'versionId', 1, 'lastUpdated', $9::text, 'resource', content)
+             from cur
+             returning 1
+         ), woken as (
+             select pg_notify('fhir_outbox', '') from event
+         )
+         select (select count(*) from cur), (select count(*) from woken)"
+    )
+});
+
+/// Replaces the current version of resource `$1` by a new one, with its history row,
+/// search index rows (the old ones deleted, the new ones from `$9`) and event.
+static UPDATE_CURRENT: Statements = Statements::new(|tables: TableSet| {
+    let (index, _) = insert_ctes(Keys::Cur, 9, tables);
+    format!(
+        "with cur as (
+             update resources
+             set version = $2, last_updated = $3, deleted = false, content = $4::jsonb
+             where key = $1
+             returning key, res_type, id, content
+         ){old}{index}, hist as (
+             insert into resource_history (res_type, id, version, last_updated, method, status, content)
+             select res_type, id, $2, $3, 'PUT', $5, content from cur
+         ), event as (
+             insert into outbox (event_id, routing_key, payload)
+             select $6::uuid, res_type || '.' || $8::text,
+                    jsonb_build_object('specVersion', 1, 'eventId', $6::text,
+                        'action', $8::text, 'resourceType', res_type, 'id', id,
+                        'versionId', $2::bigint, 'lastUpdated', $7::text,
+                        'resource', content)
+             from cur
+             returning 1
+         )
+         select pg_notify('fhir_outbox', '') from event",
+        old = delete_ctes("= $1"),
+    )
+});
+
+/// Removes the search index rows of resource `$1`.
+static DELETE_INDEX: LazyLock<String> = LazyLock::new(|| {
+    let deletes = delete_ctes("= $1");
+    format!("with {} select 1", deletes.trim_start_matches(", "))
+});
+
 const UNIQUE_VIOLATION: &str = "23505";
 
 fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
@@ -135,11 +205,21 @@ impl Store {
         stamp(&mut resource, &id, VersionId::FIRST, at);
         let content =
             serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let indexed = self.index_values(rtype, &resource).await?;
 
         let Some(criteria) = condition else {
             let mut conn = self.conn().await?;
             let inserted = self
-                .insert_first(&mut conn, rtype, &id, at, &content, Method::Post, claims)
+                .insert_first(
+                    &mut conn,
+                    rtype,
+                    &id,
+                    at,
+                    &content,
+                    Method::Post,
+                    claims,
+                    indexed.rows(),
+                )
                 .await?;
             conn.done();
             debug_assert!(inserted, "a fresh UUID cannot collide");
@@ -161,8 +241,17 @@ impl Store {
         let matches = find(&mut tx, rtype, criteria).await?;
         match matches.as_slice() {
             [] => {
-                self.insert_first(&mut tx, rtype, &id, at, &content, Method::Post, claims)
-                    .await?;
+                self.insert_first(
+                    &mut tx,
+                    rtype,
+                    &id,
+                    at,
+                    &content,
+                    Method::Post,
+                    claims,
+                    indexed.rows(),
+                )
+                .await?;
                 tx.commit().await?;
                 conn.done();
                 Ok(Created::New(Stored {
@@ -193,7 +282,7 @@ impl Store {
     }
 
     /// Inserts version 1 (or nothing, when the id exists: returns false), with its history
-    /// row, claims and `create` event, in one statement.
+    /// row, search index rows, claims and `create` event, in one statement.
     #[expect(clippy::too_many_arguments, reason = "one statement, its parameters")]
     async fn insert_first(
         &self,
@@ -204,46 +293,21 @@ impl Store {
         content: &str,
         method: Method,
         claims: &[Claim],
+        rows: IndexRows<'_>,
     ) -> Result<bool, StoreError> {
         let (rules, values): (Vec<&str>, Vec<&str>) =
             claims.iter().map(|c| (c.rule, c.value.as_str())).unzip();
-        let result = sqlx::query(
-            "with cur as (
-                 insert into resources (res_type, id, version, last_updated, content)
-                 values ($1, $2, 1, $3, $4::jsonb)
-                 on conflict (res_type, id) do nothing
-                 returning res_type, id, content
-             ), hist as (
-                 insert into resource_history (res_type, id, version, last_updated, method, status, content)
-                 select res_type, id, 1, $3, $5, 201, content from cur
-             ), claims as (
-                 insert into unique_claims (rule, value, res_type, res_id)
-                 select c.rule, c.value, cur.res_type, cur.id
-                 from cur, unnest($6::text[], $7::text[]) as c(rule, value)
-             ), event as (
-                 insert into outbox (event_id, routing_key, payload)
-                 select $8::uuid, res_type || '.create',
-                        jsonb_build_object('specVersion', 1, 'eventId', $8::text,
-                            'action', 'create', 'resourceType', res_type, 'id', id,
-                            'versionId', 1, 'lastUpdated', $9::text, 'resource', content)
-                 from cur
-                 returning 1
-             ), woken as (
-                 select pg_notify('fhir_outbox', '') from event
-             )
-             select (select count(*) from cur), (select count(*) from woken)",
-        )
-        .bind(rtype.as_str())
-        .bind(id.as_str())
-        .bind(at)
-        .bind(content)
-        .bind(method.as_str())
-        .bind(&rules)
-        .bind(&values)
-        .bind(new_event_id())
-        .bind(format_instant(at))
-        .fetch_one(&mut *conn)
-        .await;
+        let query = sqlx::query(INSERT_FIRST.get(rows.tables()))
+            .bind(rtype.as_str())
+            .bind(id.as_str())
+            .bind(at)
+            .bind(content)
+            .bind(method.as_str())
+            .bind(&rules)
+            .bind(&values)
+            .bind(new_event_id())
+            .bind(format_instant(at));
+        let result = rows.bind(query, Keys::Cur).fetch_one(&mut *conn).await;
         match result {
             Ok(row) => Ok(row.get::<i64, _>(0) == 1),
             Err(e) if is_unique_violation(&e, "unique_claims_pkey") => {
@@ -264,6 +328,8 @@ impl Store {
         if_match: Option<VersionId>,
         claims: &[Claim],
     ) -> Result<Stored, StoreError> {
+        // The parameter ids are read before any row lock is taken (once per store).
+        self.param_ids().await?;
         // A concurrent update-as-create of the same new id can win the insert race; the
         // retry then finds its row and updates it.
         loop {
@@ -287,8 +353,18 @@ impl Store {
                 stamp(&mut resource, id, VersionId::FIRST, at);
                 let content =
                     serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
+                let indexed = self.index_values(rtype, &resource).await?;
                 if !self
-                    .insert_first(&mut tx, rtype, id, at, &content, Method::Put, claims)
+                    .insert_first(
+                        &mut tx,
+                        rtype,
+                        id,
+                        at,
+                        &content,
+                        Method::Put,
+                        claims,
+                        indexed.rows(),
+                    )
                     .await?
                 {
                     continue;
@@ -319,37 +395,20 @@ impl Store {
             let status: i16 = if was_deleted { 201 } else { 200 };
             // Bringing a deleted resource back is a create for consumers, as it is for HTTP.
             let action = if was_deleted { "create" } else { "update" };
-            sqlx::query(
-                "with cur as (
-                     update resources
-                     set version = $2, last_updated = $3, deleted = false, content = $4::jsonb
-                     where key = $1
-                     returning res_type, id, content
-                 ), hist as (
-                     insert into resource_history (res_type, id, version, last_updated, method, status, content)
-                     select res_type, id, $2, $3, 'PUT', $5, content from cur
-                 ), event as (
-                     insert into outbox (event_id, routing_key, payload)
-                     select $6::uuid, res_type || '.' || $8::text,
-                            jsonb_build_object('specVersion', 1, 'eventId', $6::text,
-                                'action', $8::text, 'resourceType', res_type, 'id', id,
-                                'versionId', $2::bigint, 'lastUpdated', $7::text,
-                                'resource', content)
-                     from cur
-                     returning 1
-                 )
-                 select pg_notify('fhir_outbox', '') from event",
-            )
-            .bind(key)
-            .bind(next.get())
-            .bind(at)
-            .bind(&content)
-            .bind(status)
-            .bind(new_event_id())
-            .bind(format_instant(at))
-            .bind(action)
-            .execute(&mut *tx)
-            .await?;
+            // The row lock is held: no re-index batch can write this resource's index rows
+            // until the transaction ends, and this statement sees every committed one.
+            let indexed = self.index_values(rtype, &resource).await?;
+            let rows = indexed.rows();
+            let query = sqlx::query(UPDATE_CURRENT.get(rows.tables()))
+                .bind(key)
+                .bind(next.get())
+                .bind(at)
+                .bind(&content)
+                .bind(status)
+                .bind(new_event_id())
+                .bind(format_instant(at))
+                .bind(action);
+            rows.bind(query, Keys::Cur).execute(&mut *tx).await?;
             self.replace_claims(&mut tx, rtype, id, claims).await?;
             tx.commit().await?;
             conn.done();
@@ -363,8 +422,9 @@ impl Store {
         }
     }
 
-    /// Deletes `type/id`: a tombstone version and its `delete` event. Returns the tombstone's version and time,
-    /// or `None` when there was nothing to delete (unknown or already deleted).
+    /// Deletes `type/id`: a tombstone version, its `delete` event, and the removal of its
+    /// search index rows. Returns the tombstone's version and time, or `None` when there
+    /// was nothing to delete (unknown or already deleted).
     pub async fn delete(
         &self,
         rtype: ResourceType,
@@ -378,7 +438,7 @@ impl Store {
                  update resources
                  set version = version + 1, last_updated = $3, deleted = true, content = null
                  where res_type = $1 and id = $2 and not deleted
-                 returning version
+                 returning key, version
              ), hist as (
                  insert into resource_history (res_type, id, version, last_updated, method, status)
                  select $1, $2, version, $3, 'DELETE', 204 from cur
@@ -393,7 +453,7 @@ impl Store {
              ), woken as (
                  select pg_notify('fhir_outbox', '') from event
              )
-             select version, (select count(*) from woken) as woken from cur",
+             select key, version, (select count(*) from woken) as woken from cur",
         )
         .bind(rtype.as_str())
         .bind(id.as_str())
@@ -405,6 +465,12 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
+        // A statement of its own, after the row lock was taken: it sees the rows a
+        // re-index batch committed while this delete waited for that lock.
+        sqlx::query(&DELETE_INDEX)
+            .bind(row.get::<i64, _>("key"))
+            .execute(&mut *tx)
+            .await?;
         self.replace_claims(&mut tx, rtype, id, &[]).await?;
         tx.commit().await?;
         conn.done();

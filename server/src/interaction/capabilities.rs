@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::http::{Negotiated, fhir_body};
-use crate::routes::{SYSTEM_INTERACTIONS, TYPE_INTERACTIONS};
+use crate::routes::{SYSTEM_INTERACTIONS, SYSTEM_OPERATIONS, TYPE_INTERACTIONS};
 use crate::state::AppState;
 
 /// Answers the CapabilityStatement.
@@ -58,6 +58,10 @@ pub fn statement(state: &AppState) -> Value {
             "mode": "server",
             "resource": resources,
             "interaction": SYSTEM_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+            "operation": SYSTEM_OPERATIONS
+                .iter()
+                .map(|(name, definition)| json!({"name": name, "definition": definition}))
+                .collect::<Vec<_>>(),
         }],
     })
 }

@@ -1,5 +1,6 @@
-//! The FHIR RESTful interactions, one file each, named with the spec's words.
+//! The FHIR RESTful interactions and operations, one file each, named with the spec's words.
 
+pub mod analytics;
 pub mod capabilities;
 pub mod create;
 pub mod delete;

@@ -1,0 +1,631 @@
+//! Index rows, column by column, and the SQL that writes them: per table one
+//! `insert ... select ... from unnest(...)`, a common table expression of the statement
+//! that writes the resource row, so a resource and its index rows are one statement.
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use fhir_core::search::{
+    DateRange, IndexValue, QuantityValue, ReferenceValue, StringValue, TokenValue,
+};
+use serde_json::{Map, Value};
+use sqlx::Postgres;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+
+/// A statement being bound.
+pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+/// Where the inserted rows take their resource key from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    /// The `key` column of the one row of the CTE `cur`: the resource the statement writes.
+    Cur,
+    /// An array bound before each table's values: several resources (a re-index batch).
+    Bound,
+}
+
+/// A value column of an index table: its name, the array type it is bound as, and the
+/// expression that inserts it from the `unnest` alias `t`.
+struct Column {
+    name: &'static str,
+    array: &'static str,
+    insert: &'static str,
+}
+
+const fn text(name: &'static str, insert: &'static str) -> Column {
+    Column {
+        name,
+        array: "text[]",
+        insert,
+    }
+}
+
+/// An index table and its value columns, after `res_key` and `param`.
+struct Table {
+    name: &'static str,
+    columns: &'static [Column],
+}
+
+/// The index tables, in the order [`IndexRows::bind`] binds them.
+const TABLES: [Table; 9] = [
+    Table {
+        name: "search_string",
+        columns: &[text("normalized", "t.normalized"), text("exact", "t.exact")],
+    },
+    Table {
+        name: "search_token",
+        columns: &[text("system", "t.system"), text("code", "t.code")],
+    },
+    Table {
+        name: "search_token_type",
+        columns: &[
+            text("type_system", "t.type_system"),
+            text("type_code", "t.type_code"),
+            text("value", "t.value"),
+        ],
+    },
+    Table {
+        name: "search_date",
+        columns: &[
+            Column {
+                name: "low",
+                array: "timestamptz[]",
+                insert: "coalesce(t.low, '-infinity')",
+            },
+            Column {
+                name: "high",
+                array: "timestamptz[]",
+                insert: "coalesce(t.high, 'infinity')",
+            },
+        ],
+    },
+    Table {
+        name: "search_reference",
+        columns: &[
+            text("target_type", "t.target_type"),
+            text("target_id", "t.target_id"),
+            text("target_version", "t.target_version"),
+            text("url", "t.url"),
+            text("identifier_system", "t.identifier_system"),
+            text("identifier_value", "t.identifier_value"),
+        ],
+    },
+    Table {
+        name: "search_quantity",
+        columns: &[
+            // Bound as text, so the decimal reaches PostgreSQL exactly as written.
+            text("value", "t.value::numeric"),
+            text("comparator", "t.comparator"),
+            text("unit", "t.unit"),
+            text("system", "t.system"),
+            text("code", "t.code"),
+        ],
+    },
+    Table {
+        name: "search_number",
+        columns: &[text("value", "t.value::numeric")],
+    },
+    Table {
+        name: "search_uri",
+        columns: &[text("uri", "t.uri")],
+    },
+    Table {
+        name: "search_composite",
+        columns: &[Column {
+            name: "components",
+            array: "jsonb[]",
+            insert: "t.components",
+        }],
+    },
+];
+
+/// A set of index tables, as bits over [`TABLES`]: the tables a write has rows for. A
+/// statement inserts into those only, since every table costs the statement a step even
+/// with no rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableSet(usize);
+
+impl TableSet {
+    /// Every table.
+    #[cfg(test)]
+    const ALL: TableSet = TableSet((1 << TABLES.len()) - 1);
+
+    fn contains(self, table: usize) -> bool {
+        self.0 & (1 << table) != 0
+    }
+}
+
+/// The texts of one statement, one per [`TableSet`], each built on first use.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    texts: [OnceLock<String>; 1 << TABLES.len()],
+    build: fn(TableSet) -> String,
+}
+
+impl Statements {
+    /// A statement whose text for a set of tables `build` gives.
+    pub(crate) const fn new(build: fn(TableSet) -> String) -> Self {
+        Statements {
+            texts: [const { OnceLock::new() }; 1 << TABLES.len()],
+            build,
+        }
+    }
+
+    /// The text for `tables`.
+    pub(crate) fn get(&self, tables: TableSet) -> &str {
+        // A set has one bit per table: always an index of `texts`.
+        let slot = &self.texts[tables.0 % self.texts.len()];
+        slot.get_or_init(|| (self.build)(tables))
+    }
+}
+
+/// Common table expressions, each after a `, `, inserting into `tables` the rows bound
+/// from placeholder `$first` on (see [`IndexRows::bind`]); returns them and the next free
+/// placeholder.
+pub(crate) fn insert_ctes(keys: Keys, first: usize, tables: TableSet) -> (String, usize) {
+    let mut sql = String::new();
+    let mut next = first;
+    for (i, table) in TABLES.iter().enumerate() {
+        if tables.contains(i) {
+            sql.push_str(&insert_cte(table, keys, &mut next));
+        }
+    }
+    (sql, next)
+}
+
+/// The insert into `table`, its arrays bound from `$next` on (advanced past them).
+fn insert_cte(table: &Table, keys: Keys, next: &mut usize) -> String {
+    let mut aliases = vec!["param"];
+    let mut arrays = vec!["int4[]"];
+    if keys == Keys::Bound {
+        aliases.insert(0, "res_key");
+        arrays.insert(0, "int8[]");
+    }
+    aliases.extend(table.columns.iter().map(|c| c.name));
+    arrays.extend(table.columns.iter().map(|c| c.array));
+    let unnest: Vec<String> = arrays
+        .iter()
+        .map(|array| {
+            *next += 1;
+            format!("${}::{array}", *next - 1)
+        })
+        .collect();
+    let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+    let values: Vec<&str> = table.columns.iter().map(|c| c.insert).collect();
+    let (key, from) = match keys {
+        Keys::Cur => ("cur.key", "cur, "),
+        Keys::Bound => ("t.res_key", ""),
+    };
+    format!(
+        ", {name}_new as (insert into {name} (res_key, param, {names}) \
+         select {key}, t.param, {values} from {from}unnest({unnest}) as t({aliases}))",
+        name = table.name,
+        names = names.join(", "),
+        values = values.join(", "),
+        unnest = unnest.join(", "),
+        aliases = aliases.join(", "),
+    )
+}
+
+/// Common table expressions, each after a `, `, deleting the rows whose `res_key`
+/// satisfies `condition` (`= $1`, `= any($1)`).
+pub(crate) fn delete_ctes(condition: &str) -> String {
+    TABLES
+        .iter()
+        .map(|t| {
+            format!(
+                ", {name}_old as (delete from {name} where res_key {condition})",
+                name = t.name
+            )
+        })
+        .collect()
+}
+
+/// Resource keys and parameter ids of one table's rows.
+#[derive(Debug, Default)]
+struct Ids {
+    keys: Vec<i64>,
+    params: Vec<i32>,
+}
+
+impl Ids {
+    fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    fn push(&mut self, key: i64, param: i32) {
+        self.keys.push(key);
+        self.params.push(param);
+    }
+
+    fn bind<'q>(self, query: PgQuery<'q>, keys: Keys) -> PgQuery<'q> {
+        let query = match keys {
+            Keys::Cur => query,
+            Keys::Bound => query.bind(self.keys),
+        };
+        query.bind(self.params)
+    }
+}
+
+#[derive(Debug, Default)]
+struct StringRows<'v> {
+    ids: Ids,
+    normalized: Vec<&'v str>,
+    exact: Vec<&'v str>,
+}
+
+#[derive(Debug, Default)]
+struct TokenRows<'v> {
+    ids: Ids,
+    system: Vec<Option<&'v str>>,
+    code: Vec<&'v str>,
+}
+
+#[derive(Debug, Default)]
+struct TokenTypeRows<'v> {
+    ids: Ids,
+    type_system: Vec<Option<&'v str>>,
+    type_code: Vec<&'v str>,
+    value: Vec<&'v str>,
+}
+
+#[derive(Debug, Default)]
+struct DateRows {
+    ids: Ids,
+    low: Vec<Option<DateTime<Utc>>>,
+    high: Vec<Option<DateTime<Utc>>>,
+}
+
+#[derive(Debug, Default)]
+struct ReferenceRows<'v> {
+    ids: Ids,
+    target_type: Vec<Option<&'v str>>,
+    target_id: Vec<Option<&'v str>>,
+    target_version: Vec<Option<&'v str>>,
+    url: Vec<Option<&'v str>>,
+    identifier_system: Vec<Option<&'v str>>,
+    identifier_value: Vec<Option<&'v str>>,
+}
+
+#[derive(Debug, Default)]
+struct QuantityRows<'v> {
+    ids: Ids,
+    value: Vec<&'v str>,
+    comparator: Vec<Option<&'v str>>,
+    unit: Vec<Option<&'v str>>,
+    system: Vec<Option<&'v str>>,
+    code: Vec<Option<&'v str>>,
+}
+
+#[derive(Debug, Default)]
+struct ValueRows<'v> {
+    ids: Ids,
+    value: Vec<&'v str>,
+}
+
+#[derive(Debug, Default)]
+struct CompositeRows {
+    ids: Ids,
+    components: Vec<Value>,
+}
+
+/// The index rows of one or more resources, one set of columns per table, borrowing the
+/// text of the index values.
+#[derive(Debug, Default)]
+pub(crate) struct IndexRows<'v> {
+    string: StringRows<'v>,
+    token: TokenRows<'v>,
+    token_type: TokenTypeRows<'v>,
+    date: DateRows,
+    reference: ReferenceRows<'v>,
+    quantity: QuantityRows<'v>,
+    number: ValueRows<'v>,
+    uri: ValueRows<'v>,
+    composite: CompositeRows,
+}
+
+impl<'v> IndexRows<'v> {
+    /// Adds the row of `value`, of parameter `param` of resource `key`, to its table.
+    pub(crate) fn push(&mut self, key: i64, param: i32, value: &'v IndexValue) {
+        match value {
+            // The text of a token (`:text`) is matched like a string: it is a string row
+            // of the token parameter.
+            IndexValue::String(s) | IndexValue::Token(TokenValue::Text(s)) => {
+                self.push_string(key, param, s)
+            }
+            IndexValue::Token(TokenValue::Code { system, code }) => {
+                self.token.ids.push(key, param);
+                self.token.system.push(system.as_deref());
+                self.token.code.push(code);
+            }
+            IndexValue::Token(TokenValue::OfType {
+                type_system,
+                type_code,
+                value,
+            }) => {
+                self.token_type.ids.push(key, param);
+                self.token_type.type_system.push(type_system.as_deref());
+                self.token_type.type_code.push(type_code);
+                self.token_type.value.push(value);
+            }
+            IndexValue::Date(range) => self.push_date(key, param, range),
+            IndexValue::Reference(reference) => self.push_reference(key, param, reference),
+            IndexValue::Quantity(quantity) => self.push_quantity(key, param, quantity),
+            IndexValue::Number(number) => {
+                self.number.ids.push(key, param);
+                self.number.value.push(number.as_str());
+            }
+            IndexValue::Uri(uri) => {
+                self.uri.ids.push(key, param);
+                self.uri.value.push(uri);
+            }
+            IndexValue::Composite(parts) => {
+                self.composite.ids.push(key, param);
+                self.composite.components.push(composite_json(parts));
+            }
+        }
+    }
+
+    fn push_string(&mut self, key: i64, param: i32, value: &'v StringValue) {
+        self.string.ids.push(key, param);
+        self.string.normalized.push(&value.normalized);
+        self.string.exact.push(&value.exact);
+    }
+
+    fn push_date(&mut self, key: i64, param: i32, range: &DateRange) {
+        self.date.ids.push(key, param);
+        self.date.low.push(range.low);
+        self.date.high.push(range.high);
+    }
+
+    fn push_reference(&mut self, key: i64, param: i32, value: &'v ReferenceValue) {
+        let rows = &mut self.reference;
+        rows.ids.push(key, param);
+        rows.target_type.push(value.target_type.as_deref());
+        rows.target_id.push(value.id.as_deref());
+        rows.target_version.push(value.version.as_deref());
+        rows.url.push(value.url.as_deref());
+        let identifier = value.identifier.as_ref();
+        rows.identifier_system
+            .push(identifier.and_then(|i| i.system.as_deref()));
+        rows.identifier_value
+            .push(identifier.map(|i| i.value.as_str()));
+    }
+
+    fn push_quantity(&mut self, key: i64, param: i32, value: &'v QuantityValue) {
+        let rows = &mut self.quantity;
+        rows.ids.push(key, param);
+        rows.value.push(value.value.as_str());
+        rows.comparator.push(value.comparator.as_deref());
+        rows.unit.push(value.unit.as_deref());
+        rows.system.push(value.system.as_deref());
+        rows.code.push(value.code.as_deref());
+    }
+
+    /// The tables these rows go to.
+    pub(crate) fn tables(&self) -> TableSet {
+        let filled = [
+            &self.string.ids,
+            &self.token.ids,
+            &self.token_type.ids,
+            &self.date.ids,
+            &self.reference.ids,
+            &self.quantity.ids,
+            &self.number.ids,
+            &self.uri.ids,
+            &self.composite.ids,
+        ];
+        TableSet(
+            filled
+                .iter()
+                .enumerate()
+                .filter(|(_, ids)| !ids.is_empty())
+                .fold(0, |set, (i, _)| set | 1 << i),
+        )
+    }
+
+    /// Binds the arrays of the tables that have rows ([`IndexRows::tables`]), in the order
+    /// of [`insert_ctes`]'s placeholders.
+    pub(crate) fn bind<'q>(self, query: PgQuery<'q>, keys: Keys) -> PgQuery<'q>
+    where
+        'v: 'q,
+    {
+        let IndexRows {
+            string,
+            token,
+            token_type,
+            date,
+            reference,
+            quantity,
+            number,
+            uri,
+            composite,
+        } = self;
+        let mut query = query;
+        if !string.ids.is_empty() {
+            query = string
+                .ids
+                .bind(query, keys)
+                .bind(string.normalized)
+                .bind(string.exact);
+        }
+        if !token.ids.is_empty() {
+            query = token
+                .ids
+                .bind(query, keys)
+                .bind(token.system)
+                .bind(token.code);
+        }
+        if !token_type.ids.is_empty() {
+            query = token_type
+                .ids
+                .bind(query, keys)
+                .bind(token_type.type_system)
+                .bind(token_type.type_code)
+                .bind(token_type.value);
+        }
+        if !date.ids.is_empty() {
+            query = date.ids.bind(query, keys).bind(date.low).bind(date.high);
+        }
+        if !reference.ids.is_empty() {
+            query = reference
+                .ids
+                .bind(query, keys)
+                .bind(reference.target_type)
+                .bind(reference.target_id)
+                .bind(reference.target_version)
+                .bind(reference.url)
+                .bind(reference.identifier_system)
+                .bind(reference.identifier_value);
+        }
+        if !quantity.ids.is_empty() {
+            query = quantity
+                .ids
+                .bind(query, keys)
+                .bind(quantity.value)
+                .bind(quantity.comparator)
+                .bind(quantity.unit)
+                .bind(quantity.system)
+                .bind(quantity.code);
+        }
+        if !number.ids.is_empty() {
+            query = number.ids.bind(query, keys).bind(number.value);
+        }
+        if !uri.ids.is_empty() {
+            query = uri.ids.bind(query, keys).bind(uri.value);
+        }
+        if !composite.ids.is_empty() {
+            query = composite.ids.bind(query, keys).bind(composite.components);
+        }
+        query
+    }
+}
+
+/// A composite value as stored: an object keyed by component position (`"0"`, `"1"`),
+/// each component named like the columns of its own table; absent parts are left out.
+fn composite_json(parts: &[IndexValue]) -> Value {
+    let object: Map<String, Value> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| (i.to_string(), component_json(part)))
+        .collect();
+    Value::Object(object)
+}
+
+fn component_json(value: &IndexValue) -> Value {
+    let mut out = Map::new();
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            out.insert(key.to_string(), value);
+        }
+    };
+    let text = |s: &str| Some(Value::String(s.to_string()));
+    let opt = |s: &Option<String>| s.as_deref().map(|s| Value::String(s.to_string()));
+    match value {
+        IndexValue::String(s) => {
+            put("normalized", text(&s.normalized));
+            put("exact", text(&s.exact));
+        }
+        IndexValue::Token(TokenValue::Code { system, code }) => {
+            put("system", opt(system));
+            put("code", text(code));
+        }
+        IndexValue::Token(TokenValue::Text(s)) => put("text", text(&s.normalized)),
+        IndexValue::Token(TokenValue::OfType {
+            type_system,
+            type_code,
+            value,
+        }) => {
+            put("type_system", opt(type_system));
+            put("type_code", text(type_code));
+            put("value", text(value));
+        }
+        IndexValue::Date(range) => {
+            put("low", range.low.map(instant));
+            put("high", range.high.map(instant));
+        }
+        IndexValue::Reference(r) => {
+            put("target_type", opt(&r.target_type));
+            put("target_id", opt(&r.id));
+            put("target_version", opt(&r.version));
+            put("url", opt(&r.url));
+            let identifier = r.identifier.as_ref();
+            put("identifier_system", identifier.and_then(|i| opt(&i.system)));
+            put("identifier_value", identifier.and_then(|i| text(&i.value)));
+        }
+        IndexValue::Quantity(q) => {
+            put("value", Some(number(q.value.as_str())));
+            put("comparator", opt(&q.comparator));
+            put("unit", opt(&q.unit));
+            put("system", opt(&q.system));
+            put("code", opt(&q.code));
+        }
+        IndexValue::Number(n) => put("value", Some(number(n.as_str()))),
+        IndexValue::Uri(u) => put("uri", text(u)),
+        // Components are of simple types (the registry checks it).
+        IndexValue::Composite(_) => {}
+    }
+    Value::Object(out)
+}
+
+/// A date bound as JSON: RFC 3339 in UTC, with microseconds when there are any.
+fn instant(at: DateTime<Utc>) -> Value {
+    Value::String(at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+/// A decimal as a JSON number with its digits as written (a string if it were not one).
+fn number(text: &str) -> Value {
+    text.parse::<serde_json::Number>()
+        .map_or_else(|_| Value::String(text.to_string()), Value::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_follow_the_bound_arrays() {
+        let (cur, next) = insert_ctes(Keys::Cur, 10, TableSet::ALL);
+        // param + value columns per table
+        let per_table: usize = TABLES.iter().map(|t| 1 + t.columns.len()).sum();
+        assert_eq!(next, 10 + per_table);
+        assert!(cur.contains("from cur, unnest($10::int4[], $11::text[], $12::text[])"));
+        let (bound, next) = insert_ctes(Keys::Bound, 2, TableSet::ALL);
+        assert_eq!(next, 2 + per_table + TABLES.len());
+        assert!(bound.contains("from unnest($2::int8[], $3::int4[], $4::text[], $5::text[])"));
+    }
+
+    #[test]
+    fn only_tables_with_rows_are_written() {
+        let mut rows = IndexRows::default();
+        let date = IndexValue::Date(DateRange {
+            low: None,
+            high: None,
+        });
+        rows.push(1, 7, &date);
+        assert_eq!(rows.tables(), TableSet(1 << 3));
+        let (sql, next) = insert_ctes(Keys::Cur, 1, rows.tables());
+        assert_eq!(next, 4);
+        assert!(sql.starts_with(", search_date_new as (insert into search_date"));
+        assert_eq!(sql.matches("_new as").count(), 1);
+    }
+
+    #[test]
+    fn composites_are_objects_by_position() {
+        let Some(decimal) = fhir_core::search::Decimal::parse("1.50") else {
+            panic!("1.50 is a decimal")
+        };
+        let parts = [
+            IndexValue::Token(TokenValue::Code {
+                system: None,
+                code: "gender".into(),
+            }),
+            IndexValue::Number(decimal),
+        ];
+        assert_eq!(
+            composite_json(&parts).to_string(),
+            r#"{"0":{"code":"gender"},"1":{"value":1.50}}"#
+        );
+    }
+}

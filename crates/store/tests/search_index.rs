@@ -1,0 +1,661 @@
+//! Search index write path against a real PostgreSQL: the rows a write leaves, the rows a
+//! failed write does not leave, and re-indexing (each test gets a fresh database from
+//! `#[sqlx::test]`; DATABASE_URL names the server, its role needs CREATEDB).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fhir_core::search::Registry;
+use fhir_core::{Id, ResourceType, VersionId};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use store::{Claim, Created, Store, StoreError};
+
+fn id(s: &str) -> Id {
+    s.parse().unwrap_or_else(|_| panic!("{s} is a valid id"))
+}
+
+/// JSON from text, so that decimals keep their digits (`119.00`).
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn patient() -> Value {
+    parse(
+        r#"{"resourceType": "Patient",
+            "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}],
+                                     "text": "Medical record"},
+                            "system": "urn:oid:1.2.3", "value": "MRN-1"}],
+            "active": true,
+            "name": [{"family": "García", "given": ["José", "Ana"]}],
+            "telecom": [{"system": "email", "value": "Jose@Example.org"}],
+            "gender": "male",
+            "birthDate": "1970-03",
+            "address": [{"city": "Sevilla", "country": "ES"}],
+            "managingOrganization": {"reference": "Organization/o1"},
+            "generalPractitioner": [{"reference": "http://other.example/fhir/Practitioner/d1"}]}"#,
+    )
+}
+
+fn account() -> Value {
+    parse(
+        r#"{"resourceType": "Account", "status": "active",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PBILLACCT"}],
+                     "text": "patient billing"},
+            "name": "Main account",
+            "subject": [{"reference": "Patient/p1"}],
+            "servicePeriod": {"start": "2020-01-01"},
+            "owner": {"reference": "Organization/o1"}}"#,
+    )
+}
+
+fn invoice() -> Value {
+    parse(
+        r#"{"resourceType": "Invoice", "status": "issued",
+            "identifier": [{"system": "http://example.org/invoices", "value": "INV-1"}],
+            "subject": {"reference": "Patient/p1"},
+            "account": {"reference": "Account/a1"},
+            "date": "2021-06-15T10:30:00+02:00",
+            "totalNet": {"value": 100.00, "currency": "EUR"},
+            "totalGross": {"value": 119.00, "currency": "EUR"},
+            "lineItem": [{"chargeItemCodeableConcept": {"coding": [{"system": "http://example.org/charges", "code": "C1"}]}}]}"#,
+    )
+}
+
+fn named(family: &str) -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": family}]})
+}
+
+fn email(value: &str) -> Vec<Claim> {
+    vec![Claim {
+        rule: "Patient.email",
+        value: value.into(),
+        expression: "Patient.telecom[0].value".into(),
+    }]
+}
+
+/// Every index row as `Type/id code table (columns)`, sorted; duplicates are kept, so a
+/// row written twice shows.
+async fn rows(pool: &PgPool) -> Vec<String> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "with x as (
+             select res_key, param, 'string' as tab, row(normalized, exact)::text as val from search_string
+             union all select res_key, param, 'token', row(system, code)::text from search_token
+             union all select res_key, param, 'token_type', row(type_system, type_code, value)::text from search_token_type
+             union all select res_key, param, 'date', row(low at time zone 'UTC', high at time zone 'UTC')::text from search_date
+             union all select res_key, param, 'reference', row(target_type, target_id, target_version, url,
+                                                               identifier_system, identifier_value)::text from search_reference
+             union all select res_key, param, 'quantity', row(value, comparator, unit, system, code)::text from search_quantity
+             union all select res_key, param, 'number', row(value)::text from search_number
+             union all select res_key, param, 'uri', row(uri)::text from search_uri
+             union all select res_key, param, 'composite', components::text from search_composite
+         )
+         select coalesce(r.res_type || '/' || r.id, '?') || ' ' || coalesce(p.code, '?') || ' '
+                || x.tab || ' ' || x.val
+         from x left join resources r on r.key = x.res_key left join search_params p on p.id = x.param
+         order by 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    rows
+}
+
+/// The rows of one resource (`Patient/p1`).
+async fn rows_of(pool: &PgPool, resource: &str) -> Vec<String> {
+    let prefix = format!("{resource} ");
+    rows(pool)
+        .await
+        .into_iter()
+        .filter(|row| row.starts_with(&prefix))
+        .collect()
+}
+
+fn assert_has(rows: &[String], expected: &[&str]) {
+    for row in expected {
+        assert!(
+            rows.iter().any(|r| r == row),
+            "missing row {row}; rows:\n{}",
+            rows.join("\n")
+        );
+    }
+}
+
+async fn put(store: &Store, rtype: ResourceType, name: &str, resource: Value) {
+    let result = store.update(rtype, &id(name), resource, None, &[]).await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// The built-in definitions read from `fhir-profiles/`, changed by `edit`, as a registry.
+fn registry_with(edit: impl FnOnce(&mut Vec<Value>)) -> &'static Registry {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fhir-profiles");
+    let mut definitions = Vec::new();
+    for dir in ["SearchParameter", "custom/SearchParameter"] {
+        let entries = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("{e}"));
+        for entry in entries {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+            definitions.push(parse(&text));
+        }
+    }
+    edit(&mut definitions);
+    let registry = Registry::from_definitions(&definitions).unwrap_or_else(|e| panic!("{e}"));
+    Box::leak(Box::new(registry))
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_patient_is_indexed_by_typed_rows(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    put(&store, ResourceType::Patient, "p1", patient()).await;
+    let rows = rows_of(&pool, "Patient/p1").await;
+    assert_has(
+        &rows,
+        &[
+            "Patient/p1 family string (garcia,García)",
+            "Patient/p1 given string (jose,José)",
+            "Patient/p1 given string (ana,Ana)",
+            "Patient/p1 name string (garcia,García)",
+            "Patient/p1 phonetic string (g620,García)",
+            "Patient/p1 address-city string (sevilla,Sevilla)",
+            "Patient/p1 address string (es,ES)",
+            "Patient/p1 identifier token (urn:oid:1.2.3,MRN-1)",
+            "Patient/p1 identifier string (\"medical record\",\"Medical record\")",
+            "Patient/p1 identifier token_type (http://terminology.hl7.org/CodeSystem/v2-0203,MR,MRN-1)",
+            "Patient/p1 gender token (http://hl7.org/fhir/administrative-gender,male)",
+            "Patient/p1 active token (,true)",
+            "Patient/p1 deceased token (,false)",
+            "Patient/p1 email token (,Jose@Example.org)",
+            "Patient/p1 telecom token (,Jose@Example.org)",
+            "Patient/p1 _id token (,p1)",
+            "Patient/p1 birthdate date (\"1970-03-01 00:00:00\",\"1970-04-01 00:00:00\")",
+            "Patient/p1 organization reference (Organization,o1,,,,)",
+            "Patient/p1 general-practitioner reference \
+             (Practitioner,d1,,http://other.example/fhir/Practitioner/d1,,)",
+        ],
+    );
+    // One `_lastUpdated` row: the stamped instant, to the microsecond.
+    let last_updated: Vec<&String> = rows
+        .iter()
+        .filter(|r| r.starts_with("Patient/p1 _lastUpdated date "))
+        .collect();
+    assert_eq!(last_updated.len(), 1, "{rows:?}");
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn an_account_and_an_invoice_are_indexed_by_typed_rows(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    put(&store, ResourceType::Account, "a1", account()).await;
+    put(&store, ResourceType::Invoice, "i1", invoice()).await;
+    assert_has(
+        &rows_of(&pool, "Account/a1").await,
+        &[
+            "Account/a1 status token (http://hl7.org/fhir/account-status,active)",
+            "Account/a1 type token (http://terminology.hl7.org/CodeSystem/v3-ActCode,PBILLACCT)",
+            "Account/a1 type string (\"patient billing\",\"patient billing\")",
+            "Account/a1 name string (\"main account\",\"Main account\")",
+            "Account/a1 subject reference (Patient,p1,,,,)",
+            "Account/a1 patient reference (Patient,p1,,,,)",
+            "Account/a1 owner reference (Organization,o1,,,,)",
+            "Account/a1 period date (\"2020-01-01 00:00:00\",infinity)",
+        ],
+    );
+    assert_has(
+        &rows_of(&pool, "Invoice/i1").await,
+        &[
+            "Invoice/i1 status token (http://hl7.org/fhir/invoice-status,issued)",
+            "Invoice/i1 identifier token (http://example.org/invoices,INV-1)",
+            "Invoice/i1 subject reference (Patient,p1,,,,)",
+            "Invoice/i1 patient reference (Patient,p1,,,,)",
+            "Invoice/i1 account reference (Account,a1,,,,)",
+            "Invoice/i1 date date (\"2021-06-15 08:30:00\",\"2021-06-15 08:30:01\")",
+            "Invoice/i1 totalnet quantity (100.00,,,urn:iso:std:iso:4217,EUR)",
+            "Invoice/i1 totalgross quantity (119.00,,,urn:iso:std:iso:4217,EUR)",
+            "Invoice/i1 line-item-code token (http://example.org/charges,C1)",
+        ],
+    );
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn numbers_uris_and_composites_have_their_tables(pool: PgPool) {
+    let registry = registry_with(|definitions| {
+        definitions.push(json!({
+            "resourceType": "SearchParameter", "url": "urn:test:Patient-birth-order",
+            "status": "active", "code": "birth-order", "base": ["Patient"], "type": "number",
+            "expression": "Patient.multipleBirth"
+        }));
+    });
+    let store = Store::from_pool(pool.clone()).with_registry(registry);
+    let mut twin = named("Twin");
+    twin["multipleBirthInteger"] = parse("2");
+    twin["meta"] = json!({"profile": ["http://example.org/StructureDefinition/p"]});
+    put(&store, ResourceType::Patient, "t1", twin).await;
+    // A boolean is no number: not indexed, and no reason to refuse the write.
+    let mut single = named("Single");
+    single["multipleBirthBoolean"] = json!(false);
+    put(&store, ResourceType::Patient, "s1", single).await;
+    let group = json!({"resourceType": "Group", "type": "person", "actual": true,
+        "characteristic": [{"code": {"coding": [{"system": "http://example.org/c", "code": "colour"}]},
+                            "valueCodeableConcept": {"coding": [{"code": "blue"}]},
+                            "exclude": false}]});
+    put(&store, ResourceType::Group, "g1", group).await;
+
+    let all = rows(&pool).await;
+    assert_has(
+        &all,
+        &[
+            "Patient/t1 birth-order number (2)",
+            "Patient/t1 _profile uri (http://example.org/StructureDefinition/p)",
+            "Group/g1 characteristic-value composite \
+             {\"0\": {\"code\": \"colour\", \"system\": \"http://example.org/c\"}, \"1\": {\"code\": \"blue\"}}",
+        ],
+    );
+    assert!(!all.iter().any(|r| r.starts_with("Patient/s1 birth-order")));
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn long_values_are_indexed_whole(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    // Far beyond what a b-tree entry holds (about 2,700 bytes), in 2-byte characters.
+    let family = "é".repeat(5_000);
+    let value = "7".repeat(10_000);
+    let long = json!({"resourceType": "Patient", "name": [{"family": family}],
+        "identifier": [{"system": "urn:x", "value": value}]});
+    put(&store, ResourceType::Patient, "long", long).await;
+    let lengths: Vec<(i32, i32)> = sqlx::query_as(
+        "select (select length(normalized) from search_string s join search_params p on p.id = s.param
+                 where p.code = 'family'),
+                (select length(t.code) from search_token t join search_params p on p.id = t.param
+                 where p.code = 'identifier' and p.res_type = 'Patient')",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lengths, [(5_000, 10_000)]);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn an_update_replaces_the_rows_and_a_delete_removes_them(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    put(&store, ResourceType::Patient, "p", named("Alpha")).await;
+    put(&store, ResourceType::Patient, "p", named("Beta")).await;
+    let after_update = rows_of(&pool, "Patient/p").await;
+    assert_has(&after_update, &["Patient/p family string (beta,Beta)"]);
+    assert!(!after_update.iter().any(|r| r.contains("lpha")));
+    let ids = after_update.iter().filter(|r| r.contains(" _id ")).count();
+    assert_eq!(ids, 1, "{after_update:?}");
+
+    // The rows of an update are those of a fresh write of the same content.
+    put(&store, ResourceType::Patient, "q", named("Beta")).await;
+    let fresh = rows_of(&pool, "Patient/q").await;
+    let shape = |rows: &[String], id: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| !r.contains(" _lastUpdated ") && !r.contains(" _id "))
+            .map(|r| r.replacen(&format!("Patient/{id} "), "", 1))
+            .collect()
+    };
+    assert_eq!(shape(&after_update, "p"), shape(&fresh, "q"));
+
+    let deleted = store.delete(ResourceType::Patient, &id("p")).await;
+    assert!(matches!(deleted, Ok(Some(_))), "{deleted:?}");
+    assert!(rows_of(&pool, "Patient/p").await.is_empty());
+    assert!(!rows_of(&pool, "Patient/q").await.is_empty());
+
+    // Brought back, it is indexed again.
+    put(&store, ResourceType::Patient, "p", named("Gamma")).await;
+    assert_has(
+        &rows_of(&pool, "Patient/p").await,
+        &["Patient/p family string (gamma,Gamma)"],
+    );
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let created = store
+        .create(ResourceType::Patient, named("Delta"), &[], None)
+        .await;
+    let Ok(Created::New(stored)) = created else {
+        panic!("{created:?}")
+    };
+    assert_has(
+        &rows_of(&pool, &format!("Patient/{}", stored.id)).await,
+        &[&format!(
+            "Patient/{} family string (delta,Delta)",
+            stored.id
+        )],
+    );
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn failed_writes_leave_no_rows(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let holder = store
+        .update(
+            ResourceType::Patient,
+            &id("holder"),
+            named("Holder"),
+            None,
+            &email("x@y.org"),
+        )
+        .await;
+    assert!(holder.is_ok(), "{holder:?}");
+    put(&store, ResourceType::Patient, "other", named("Other")).await;
+    let before = rows(&pool).await;
+
+    // A create whose claim is taken (one statement).
+    let create = store
+        .create(ResourceType::Patient, named("Dup"), &email("x@y.org"), None)
+        .await;
+    assert!(
+        matches!(create, Err(StoreError::Duplicate { .. })),
+        "{create:?}"
+    );
+    // An update-as-create whose claim is taken.
+    let new = store
+        .update(
+            ResourceType::Patient,
+            &id("new"),
+            named("Dup"),
+            None,
+            &email("x@y.org"),
+        )
+        .await;
+    assert!(matches!(new, Err(StoreError::Duplicate { .. })), "{new:?}");
+    // An update whose claim is taken: its index rows were written, then rolled back.
+    let taken = store
+        .update(
+            ResourceType::Patient,
+            &id("other"),
+            named("Dup"),
+            None,
+            &email("x@y.org"),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Duplicate { .. })),
+        "{taken:?}"
+    );
+    // An update that names a stale version.
+    let stale = store
+        .update(
+            ResourceType::Patient,
+            &id("other"),
+            named("Dup"),
+            Some(VersionId::new(7)),
+            &[],
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionConflict { .. })),
+        "{stale:?}"
+    );
+
+    assert_eq!(rows(&pool).await, before);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn reindex_rebuilds_exactly_the_rows_of_a_fresh_write(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    put(&store, ResourceType::Patient, "p1", patient()).await;
+    put(&store, ResourceType::Account, "a1", account()).await;
+    put(&store, ResourceType::Invoice, "i1", invoice()).await;
+    let fresh = rows(&pool).await;
+
+    // The first run records the definitions of every type; it changes no row.
+    let first = store
+        .reindex_stale()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.resources, 3);
+    assert_eq!(rows(&pool).await, fresh);
+    let again = store
+        .reindex_stale()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.types.is_empty(), "{again:?}");
+
+    // Patient's definitions "changed", and its rows are off: lost, stale, doubled.
+    sqlx::raw_sql(
+        "update search_index_state set fingerprint = 'older definitions' where res_type = 'Patient';
+         delete from search_string where param in (select id from search_params where code = 'family');
+         insert into search_token (res_key, param, system, code)
+             select res_key, param, system, 'stale' from search_token;
+         insert into search_date select * from search_date;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stale = store
+        .reindex_stale()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stale.types, [ResourceType::Patient]);
+    assert_eq!(stale.resources, 1);
+    let patient_rows = |rows: Vec<String>| -> Vec<String> {
+        rows.into_iter()
+            .filter(|r| r.starts_with("Patient/"))
+            .collect()
+    };
+    assert_eq!(patient_rows(rows(&pool).await), patient_rows(fresh.clone()));
+
+    // `fhir-server reindex` rebuilds every type.
+    let all = store.reindex_all().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all.types.len(), ResourceType::ALL.len());
+    assert_eq!(rows(&pool).await, fresh);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn changed_definitions_are_reindexed_like_fresh_writes(pool: PgPool) {
+    let without_family = registry_with(|definitions| {
+        definitions.retain(|d| d["url"] != "http://hl7.org/fhir/SearchParameter/individual-family");
+    });
+    let before = Store::from_pool(pool.clone()).with_registry(without_family);
+    put(&before, ResourceType::Patient, "p1", patient()).await;
+    put(&before, ResourceType::Account, "a1", account()).await;
+    assert!(
+        before
+            .reindex_stale()
+            .await
+            .is_ok_and(|r| r.types.len() == ResourceType::ALL.len())
+    );
+    assert!(
+        !rows_of(&pool, "Patient/p1")
+            .await
+            .iter()
+            .any(|r| r.contains(" family "))
+    );
+
+    // A server with the built-in definitions re-indexes the types they changed.
+    let after = Store::from_pool(pool.clone());
+    let reindexed = after
+        .reindex_stale()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        reindexed.types,
+        [ResourceType::Patient, ResourceType::Practitioner]
+    );
+    let reindexed_rows = rows_of(&pool, "Patient/p1").await;
+    assert_has(
+        &reindexed_rows,
+        &["Patient/p1 family string (garcia,García)"],
+    );
+
+    // Exactly the rows a write of the same content gives (but for its new lastUpdated).
+    put(&after, ResourceType::Patient, "p1", patient()).await;
+    let written_rows = rows_of(&pool, "Patient/p1").await;
+    let without_last_updated = |rows: Vec<String>| -> Vec<String> {
+        rows.into_iter()
+            .filter(|r| !r.contains(" _lastUpdated "))
+            .collect()
+    };
+    assert_eq!(
+        without_last_updated(reindexed_rows),
+        without_last_updated(written_rows)
+    );
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn reindex_racing_with_writes_leaves_the_rows_of_the_current_versions(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    const PATIENTS: usize = 600;
+    for n in 0..PATIENTS {
+        put(&store, ResourceType::Patient, &format!("p{n}"), named("v0")).await;
+    }
+    // Rounds of concurrent updates and deletes (revived by the next update), over every
+    // part of the key range, until the re-indexes are over.
+    let reindexing = AtomicBool::new(true);
+    let writes = async {
+        let mut round = 0;
+        while reindexing.load(Ordering::Relaxed) || round < 3 {
+            round += 1;
+            let batch = (0..PATIENTS).filter(|n| n % 7 == round % 7).map(|n| {
+                let store = store.clone();
+                async move {
+                    let p = id(&format!("p{n}"));
+                    if (n / 7 + round) % 5 == 0 {
+                        store.delete(ResourceType::Patient, &p).await.map(|_| ())
+                    } else {
+                        let family = format!("v{round}");
+                        store
+                            .update(ResourceType::Patient, &p, named(&family), None, &[])
+                            .await
+                            .map(|_| ())
+                    }
+                }
+            });
+            for result in futures::future::join_all(batch).await {
+                assert!(result.is_ok(), "{result:?}");
+            }
+        }
+        round
+    };
+    let reindexes = async {
+        for _ in 0..3 {
+            let result = store.reindex_all().await;
+            assert!(result.is_ok(), "{result:?}");
+        }
+        reindexing.store(false, Ordering::Relaxed);
+    };
+    let (rounds, ()) = futures::join!(writes, reindexes);
+    assert!(rounds > 3, "the writes raced with the re-indexes");
+
+    // Each patient has the family of its current version, once, or no rows when deleted.
+    let current: Vec<(String, bool, Option<String>)> =
+        sqlx::query_as("select id, deleted, content -> 'name' -> 0 ->> 'family' from resources")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let all = rows(&pool).await;
+    for (id, deleted, family) in current {
+        let prefix = format!("Patient/{id} ");
+        let families: Vec<&String> = all
+            .iter()
+            .filter(|r| r.starts_with(&prefix) && r.contains(" family "))
+            .collect();
+        match (deleted, family) {
+            (true, _) => assert!(!all.iter().any(|r| r.starts_with(&prefix)), "{id}"),
+            (false, Some(family)) => assert_eq!(
+                families,
+                [&format!(
+                    "{prefix}family string ({},{family})",
+                    family.to_lowercase()
+                )]
+            ),
+            (false, None) => panic!("{id} has no family"),
+        }
+    }
+    // And a re-index now, with nothing racing, changes nothing.
+    assert!(store.reindex_all().await.is_ok());
+    assert_eq!(rows(&pool).await, all);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn parameter_ids_are_stable(pool: PgPool) {
+    let ids = |pool: PgPool| async move {
+        let store = Store::from_pool(pool.clone());
+        put(&store, ResourceType::Patient, "p", named("Same")).await;
+        let ids: Vec<(i32, String, String)> =
+            sqlx::query_as("select id, res_type, code from search_params order by id")
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        ids
+    };
+    let first = ids(pool.clone()).await;
+    assert!(
+        first
+            .iter()
+            .any(|(_, t, c)| t == "Invoice" && c == "line-item-code")
+    );
+    // Every type has the common parameters, each its own id.
+    assert_eq!(
+        first.iter().filter(|(_, _, c)| c == "_lastUpdated").count(),
+        ResourceType::ALL.len()
+    );
+    assert_eq!(ids(pool).await, first);
+}
+
+/// Creates `document` from `clients` concurrent loops for `duration`; returns how many.
+async fn creates(store: &Store, document: &Value, clients: usize, duration: Duration) -> u64 {
+    let deadline = Instant::now() + duration;
+    let loops = (0..clients).map(|_| async move {
+        let mut n = 0;
+        while Instant::now() < deadline {
+            let created = store
+                .create(ResourceType::Patient, document.clone(), &[], None)
+                .await;
+            assert!(created.is_ok(), "{created:?}");
+            n += 1;
+        }
+        n
+    });
+    futures::future::join_all(loops).await.into_iter().sum()
+}
+
+/// What indexing costs a create: `bench/patient.json` created by 8 concurrent clients,
+/// with the built-in definitions and with none, in alternating rounds. A measurement,
+/// not a check:
+/// `cargo test --release -p store --test search_index -- --ignored --nocapture`.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+#[ignore = "a measurement; run it on a quiet machine"]
+async fn create_throughput_with_and_without_the_index(pool: PgPool) {
+    let document = parse(include_str!("../../../bench/patient.json"));
+    let Ok(registry) = Registry::builtin() else {
+        panic!("the built-in definitions load")
+    };
+    let started = Instant::now();
+    let runs = 2_000;
+    let mut entries = 0;
+    for _ in 0..runs {
+        entries = registry.index(&document, Default::default()).entries.len();
+    }
+    println!(
+        "extraction: {entries} values, {:.1} µs per resource",
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(runs)
+    );
+
+    let none = Box::leak(Box::new(
+        Registry::from_definitions(&[]).unwrap_or_else(|e| panic!("{e}")),
+    ));
+    let indexed = Store::from_pool(pool.clone());
+    let bare = Store::from_pool(pool.clone()).with_registry(none);
+    let duration = Duration::from_secs(10);
+    creates(&indexed, &document, 8, Duration::from_secs(2)).await;
+    creates(&bare, &document, 8, Duration::from_secs(2)).await;
+    let mut ratios = Vec::new();
+    for round in 1..=3 {
+        sqlx::query("checkpoint").execute(&pool).await.ok();
+        let with = creates(&indexed, &document, 8, duration).await as f64 / 10.0;
+        sqlx::query("checkpoint").execute(&pool).await.ok();
+        let without = creates(&bare, &document, 8, duration).await as f64 / 10.0;
+        println!(
+            "round {round}: with the index {with:.0}/s, without {without:.0}/s, ratio {:.2}",
+            with / without
+        );
+        ratios.push(with / without);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!("median ratio {:.2}", ratios[1]);
+}
