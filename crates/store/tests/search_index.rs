@@ -10,7 +10,7 @@ use fhir_core::search::Registry;
 use fhir_core::{Id, ResourceType, VersionId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use store::{Claim, Created, Store, StoreError};
+use store::{Claim, Created, Criteria, Store, StoreError};
 
 fn id(s: &str) -> Id {
     s.parse().unwrap_or_else(|_| panic!("{s} is a valid id"))
@@ -325,6 +325,35 @@ async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
             stored.id
         )],
     );
+
+    // A conditional create writes its rows in its transaction; a match writes none.
+    let mut identified = named("Epsilon");
+    identified["identifier"] = json!([{"system": "urn:x", "value": "1"}]);
+    let condition = [Criteria::Identifier {
+        system: Some("urn:x".into()),
+        value: "1".into(),
+    }];
+    let first = store
+        .create(
+            ResourceType::Patient,
+            identified.clone(),
+            &[],
+            Some(&condition),
+        )
+        .await;
+    let Ok(Created::New(first)) = first else {
+        panic!("{first:?}")
+    };
+    let before = rows(&pool).await;
+    assert_has(
+        &before,
+        &[&format!("Patient/{} identifier token (urn:x,1)", first.id)],
+    );
+    let second = store
+        .create(ResourceType::Patient, identified, &[], Some(&condition))
+        .await;
+    assert!(matches!(second, Ok(Created::Existing { .. })), "{second:?}");
+    assert_eq!(rows(&pool).await, before);
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
