@@ -105,7 +105,9 @@ const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// `FHIR_EVENTS=false`), and serves until SIGINT or SIGTERM. The broker is not needed to
 /// start or serve: events wait in the outbox until it can be reached.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let store = Store::connect(&config.database_url, config.database_max_connections)
+        .await?
+        .with_server_base(&config.base());
     store.migrate().await?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);

@@ -26,7 +26,9 @@ async fn main() -> anyhow::Result<()> {
 /// Re-indexes every current resource with the built-in search parameter definitions
 /// (after applying pending migrations); a server may keep serving meanwhile.
 async fn reindex(config: Config) -> anyhow::Result<()> {
-    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let store = Store::connect(&config.database_url, config.database_max_connections)
+        .await?
+        .with_server_base(&config.base());
     MIGRATOR.run(store.pool()).await?;
     let done = store.reindex_all().await?;
     tracing::info!(resources = done.resources, "re-indexed");

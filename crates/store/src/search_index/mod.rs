@@ -35,6 +35,8 @@ impl SearchIndex {
         Self::new(Registry::builtin(), None)
     }
 
+    /// An index by `registry` (or the error it failed to load with), references under
+    /// `server_base` being local.
     pub(crate) fn new(
         registry: Result<&'static Registry, &'static RegistryError>,
         server_base: Option<String>,
@@ -52,10 +54,12 @@ impl SearchIndex {
             .map_err(|error| StoreError::Definitions(error.clone()))
     }
 
+    /// The definitions as given, for a copy of this index with another server base.
     pub(crate) fn registry_result(&self) -> Result<&'static Registry, &'static RegistryError> {
         self.registry
     }
 
+    /// This server's base URL, when known.
     pub(crate) fn server_base(&self) -> Option<&str> {
         self.server_base.as_deref()
     }
