@@ -163,6 +163,10 @@ impl From<StoreError> for ApiError {
             StoreError::MultipleMatches => {
                 ApiError::PreconditionFailed("the condition matches more than one resource".into())
             }
+            StoreError::BadCursor => ApiError::BadRequest(Issue::error(
+                IssueCode::Invalid,
+                "_cursor is not a paging cursor of this search: follow the links of its Bundle",
+            )),
             StoreError::Database(sqlx::Error::PoolTimedOut) => ApiError::Busy,
             // A database message can quote the data it choked on: log only its SQLSTATE.
             StoreError::Database(sqlx_err) => {

@@ -3,12 +3,16 @@
 //!
 //! | method | path                              | interaction        |
 //! |--------|-----------------------------------|--------------------|
+//! | GET    | /                                 | search-system      |
+//! | POST   | /_search                          | search-system      |
 //! | GET    | /metadata                         | capabilities       |
 //! | GET    | /_history                         | history-system     |
 //! | GET    | /$analytics                       | operation `analytics`: MeasureReports (a Bundle) |
 //! | GET    | /$analytics.json                  | the same reports as JSON |
 //! | GET    | /$analytics.html, /$analytics.js  | the dashboard page and its script |
+//! | GET    | /[type]                           | search-type        |
 //! | POST   | /[type]                           | create             |
+//! | GET, POST | /[type]/_search                | search-type        |
 //! | GET    | /[type]/_history                  | history-type       |
 //! | GET    | /[type]/[id]                      | read               |
 //! | PUT    | /[type]/[id]                      | update             |
@@ -27,11 +31,13 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::Path;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get};
 use fhir_core::ResourceType;
 
 use crate::error::ApiError;
-use crate::interaction::{analytics, capabilities, create, delete, history, read, update, vread};
+use crate::interaction::{
+    analytics, capabilities, create, delete, history, read, search, update, vread,
+};
 use crate::state::AppState;
 
 /// Type-level interaction codes served for every type in the registry.
@@ -43,10 +49,11 @@ pub const TYPE_INTERACTIONS: &[&str] = &[
     "history-instance",
     "history-type",
     "create",
+    "search-type",
 ];
 
 /// System-level interaction codes served.
-pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
+pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system", "search-system"];
 
 /// System-level operations served: name and the canonical URL of their definition.
 pub const SYSTEM_OPERATIONS: &[(&str, &str)] =
@@ -71,6 +78,11 @@ fn answer_405(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
 /// The FHIR routes, relative to the base path.
 pub fn fhir_routes() -> Router<AppState> {
     Router::new()
+        .route("/", answer_405(get(search::system_get)))
+        .route(
+            "/_search",
+            answer_405(get(search::system_get).post(search::system_post)),
+        )
         .route("/metadata", answer_405(get(capabilities::capabilities)))
         .route("/_history", answer_405(get(history::system)))
         .route("/$analytics", answer_405(get(analytics::measure_reports)))
@@ -80,7 +92,14 @@ pub fn fhir_routes() -> Router<AppState> {
             "/$analytics.js",
             answer_405(get(analytics::dashboard_script)),
         )
-        .route("/{type}", answer_405(post(create::create)))
+        .route(
+            "/{type}",
+            answer_405(get(search::type_get).post(create::create)),
+        )
+        .route(
+            "/{type}/_search",
+            answer_405(get(search::type_get).post(search::type_post)),
+        )
         .route("/{type}/_history", answer_405(get(history::type_level)))
         .route(
             "/{type}/{id}",

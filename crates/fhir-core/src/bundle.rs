@@ -36,9 +36,18 @@ pub struct Entry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<EntrySearch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<EntryRequest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<EntryResponse>,
+}
+
+/// `Bundle.entry.search`: why an entry is in a searchset.
+#[derive(Debug, Serialize)]
+pub struct EntrySearch {
+    /// `match`, `include` or `outcome`.
+    pub mode: &'static str,
 }
 
 /// `Bundle.entry.request`.
@@ -69,6 +78,17 @@ impl Bundle {
             entry,
         }
     }
+
+    /// A `searchset` Bundle.
+    pub fn searchset(total: Option<u64>, link: Vec<Link>, entry: Vec<Entry>) -> Self {
+        Bundle {
+            resource_type: "Bundle",
+            kind: "searchset",
+            total,
+            link,
+            entry,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +104,7 @@ mod tests {
             vec![Entry {
                 full_url: "http://x/fhir/Patient/a".into(),
                 resource: raw,
+                search: None,
                 request: Some(EntryRequest {
                     method: "POST",
                     url: "Patient".into(),

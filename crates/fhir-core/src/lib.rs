@@ -11,6 +11,7 @@ pub mod resource;
 pub mod resource_type;
 pub mod rules;
 pub mod search;
+pub mod subset;
 pub mod validation;
 pub mod xml;
 

@@ -19,6 +19,9 @@ pub enum StoreError {
     /// A conditional interaction matched more than one resource.
     #[error("the condition matched several resources")]
     MultipleMatches,
+    /// A search paging cursor this database's servers did not issue for that search.
+    #[error("the paging cursor is not valid for this search")]
+    BadCursor,
     /// The search parameter definitions do not load.
     #[error("search parameter definitions: {0}")]
     Definitions(#[source] RegistryError),

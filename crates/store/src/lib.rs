@@ -10,6 +10,7 @@ mod history;
 mod outbox;
 mod pool;
 mod resources;
+mod search;
 mod search_index;
 
 use std::sync::Arc;
@@ -23,7 +24,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use error::StoreError;
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, HistoryScope};
 pub use outbox::{OUTBOX_CHANNEL, OutboxBatch, OutboxEvent};
-pub use resources::{Claim, Created, Criteria, Current, Stored};
+pub use resources::{Claim, Conditional, Created, Current, Stored};
+pub use search::{Found, MAX_INCLUDED, SearchPage};
 pub use search_index::Reindexed;
 
 /// The schema migrations in `migrations/`, embedded in the binary.
@@ -38,6 +40,8 @@ pub struct Store {
     pool: PgPool,
     /// The search parameter definitions the writes index by.
     index: Arc<search_index::SearchIndex>,
+    /// What searches share (the cursor key).
+    search: Arc<search::SearchState>,
 }
 
 /// Connections of [`Store::pool`], beside the request paths' ones.
@@ -57,6 +61,7 @@ impl Store {
             conns: pool::Pool::new(options, max_connections as usize),
             pool,
             index: Arc::new(search_index::SearchIndex::builtin()),
+            search: Arc::default(),
         };
         store.index.registry()?;
         store.conn().await?.done();
@@ -72,6 +77,7 @@ impl Store {
             conns: pool::Pool::new(options, size),
             pool,
             index: Arc::new(search_index::SearchIndex::builtin()),
+            search: Arc::default(),
         }
     }
 
@@ -91,6 +97,17 @@ impl Store {
         let base = self.index.server_base().map(str::to_owned);
         self.index = Arc::new(search_index::SearchIndex::new(Ok(registry), base));
         self
+    }
+
+    /// The search parameter definitions this store indexes by (searches must be parsed with
+    /// the same ones).
+    pub fn registry(&self) -> Result<&'static Registry, StoreError> {
+        self.index.registry()
+    }
+
+    /// This store's server base URL, under which references are local, when set.
+    pub fn server_base(&self) -> Option<&str> {
+        self.index.server_base()
     }
 
     /// A connection for a request; see [`pool::Conn::done`].

@@ -6,9 +6,10 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use fhir_core::resource::{format_instant, stamp};
+use fhir_core::search::query::TypeQuery;
 use fhir_core::{Id, ResourceType, VersionId};
 use serde_json::Value;
-use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{Connection, PgConnection, Row};
 
 use crate::content::resource_type_first;
 use crate::outbox::new_event_id;
@@ -56,16 +57,15 @@ pub struct Claim {
     pub expression: String,
 }
 
-/// One condition of a conditional interaction; several are combined with AND.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Criteria {
-    /// `_id=x`
-    Id(Id),
-    /// `identifier=[system|]value`: `system` None matches any system, `Some("")` none.
-    Identifier {
-        system: Option<String>,
-        value: String,
-    },
+/// The condition of a conditional interaction: a search of one type
+/// (http://hl7.org/fhir/R4/http.html#ccreate).
+#[derive(Debug, Clone, Copy)]
+pub struct Conditional<'q, 'r> {
+    /// The criteria.
+    pub query: &'q TypeQuery<'r>,
+    /// Their canonical text (`SearchQuery::to_query_string`): writes under equal conditions
+    /// take turns, so that two cannot both find no match and both create.
+    pub text: &'q str,
 }
 
 /// How a version came to be, as history reports it.
@@ -198,7 +198,7 @@ impl Store {
         rtype: ResourceType,
         mut resource: Value,
         claims: &[Claim],
-        condition: Option<&[Criteria]>,
+        condition: Option<Conditional<'_, '_>>,
     ) -> Result<Created, StoreError> {
         let id = Id::generate();
         let at = now();
@@ -207,7 +207,7 @@ impl Store {
             serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
         let indexed = self.index_values(rtype, &resource).await?;
 
-        let Some(criteria) = condition else {
+        let Some(condition) = condition else {
             let mut conn = self.conn().await?;
             let inserted = self
                 .insert_first(
@@ -235,10 +235,10 @@ impl Store {
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
         sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("create {rtype} {criteria:?}"))
+            .bind(format!("create {rtype}?{}", condition.text))
             .execute(&mut *tx)
             .await?;
-        let matches = find(&mut tx, rtype, criteria).await?;
+        let matches = self.matching(&mut tx, condition.query, 2).await?;
         match matches.as_slice() {
             [] => {
                 self.insert_first(
@@ -541,45 +541,4 @@ impl Store {
             },
         }
     }
-}
-
-/// Ids of current resources of `rtype` matching every criterion (at most two: the caller
-/// only tells none, one and several apart).
-async fn find(
-    conn: &mut PgConnection,
-    rtype: ResourceType,
-    criteria: &[Criteria],
-) -> Result<Vec<String>, StoreError> {
-    let mut query: QueryBuilder<Postgres> =
-        QueryBuilder::new("select id from resources where not deleted and res_type = ");
-    query.push_bind(rtype.as_str());
-    for criterion in criteria {
-        match criterion {
-            Criteria::Id(id) => {
-                query.push(" and id = ").push_bind(id.as_str().to_owned());
-            }
-            Criteria::Identifier { system, value } => {
-                let mut pattern = serde_json::json!({ "value": value });
-                if let Some(system) = system.as_deref().filter(|s| !s.is_empty()) {
-                    pattern["system"] = Value::String(system.to_owned());
-                }
-                query
-                    .push(" and content -> 'identifier' @> ")
-                    .push_bind(Value::Array(vec![pattern]))
-                    .push("::jsonb");
-                if system.as_deref() == Some("") {
-                    query
-                        .push(
-                            " and exists (select 1 from jsonb_array_elements(content -> 'identifier') e
-                              where e ->> 'value' = ",
-                        )
-                        .push_bind(value.clone())
-                        .push(" and not e ? 'system')");
-                }
-            }
-        }
-    }
-    query.push(" limit 2");
-    let rows = query.build().fetch_all(&mut *conn).await?;
-    Ok(rows.into_iter().map(|row| row.get("id")).collect())
 }

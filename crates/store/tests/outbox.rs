@@ -4,12 +4,14 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+mod support;
+
 use std::time::Duration;
 
 use fhir_core::{Id, ResourceType, VersionId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use store::{Claim, Created, Criteria, Store, StoreError};
+use store::{Claim, Created, Store, StoreError};
 
 fn id(s: &str) -> Id {
     s.parse().unwrap()
@@ -139,22 +141,19 @@ async fn conditional_create_writes_an_event_only_when_it_inserts(pool: PgPool) {
         "resourceType": "Patient",
         "identifier": [{"system": "urn:s", "value": "v"}]
     });
-    let criteria = [Criteria::Identifier {
-        system: Some("urn:s".into()),
-        value: "v".into(),
-    }];
+    let criteria = support::Condition::new(ResourceType::Patient, "identifier=urn:s|v");
     let first = store
         .create(
             ResourceType::Patient,
             resource.clone(),
             &[],
-            Some(&criteria),
+            Some(criteria.get()),
         )
         .await
         .unwrap();
     assert!(matches!(first, Created::New(_)));
     let second = store
-        .create(ResourceType::Patient, resource, &[], Some(&criteria))
+        .create(ResourceType::Patient, resource, &[], Some(criteria.get()))
         .await
         .unwrap();
     assert!(matches!(second, Created::Existing { .. }));

@@ -2,6 +2,8 @@
 //! failed write does not leave, and re-indexing (each test gets a fresh database from
 //! `#[sqlx::test]`; DATABASE_URL names the server, its role needs CREATEDB).
 
+mod support;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use fhir_core::search::Registry;
 use fhir_core::{Id, ResourceType, VersionId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use store::{Claim, Created, Criteria, Store, StoreError};
+use store::{Claim, Created, Store, StoreError};
 
 fn id(s: &str) -> Id {
     s.parse().unwrap_or_else(|_| panic!("{s} is a valid id"))
@@ -329,16 +331,13 @@ async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
     // A conditional create writes its rows in its transaction; a match writes none.
     let mut identified = named("Epsilon");
     identified["identifier"] = json!([{"system": "urn:x", "value": "1"}]);
-    let condition = [Criteria::Identifier {
-        system: Some("urn:x".into()),
-        value: "1".into(),
-    }];
+    let condition = support::Condition::new(ResourceType::Patient, "identifier=urn:x|1");
     let first = store
         .create(
             ResourceType::Patient,
             identified.clone(),
             &[],
-            Some(&condition),
+            Some(condition.get()),
         )
         .await;
     let Ok(Created::New(first)) = first else {
@@ -350,7 +349,12 @@ async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
         &[&format!("Patient/{} identifier token (urn:x,1)", first.id)],
     );
     let second = store
-        .create(ResourceType::Patient, identified, &[], Some(&condition))
+        .create(
+            ResourceType::Patient,
+            identified,
+            &[],
+            Some(condition.get()),
+        )
         .await;
     assert!(matches!(second, Ok(Created::Existing { .. })), "{second:?}");
     assert_eq!(rows(&pool).await, before);

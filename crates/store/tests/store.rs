@@ -1,10 +1,12 @@
 //! Store tests against a real PostgreSQL: each test gets a fresh database from
 //! `#[sqlx::test]` (DATABASE_URL names the server; its role needs CREATEDB).
 
+mod support;
+
 use fhir_core::{Id, ResourceType, VersionId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use store::{Claim, Created, Criteria, HistoryQuery, HistoryScope, Store, StoreError};
+use store::{Claim, Created, HistoryQuery, HistoryScope, Store, StoreError};
 
 fn id(s: &str) -> Id {
     s.parse().unwrap_or_else(|_| panic!("{s} is a valid id"))
@@ -268,16 +270,16 @@ async fn conditional_create_finds_by_identifier(pool: PgPool) {
     let store = Store::from_pool(pool);
     let with_identifier = json!({"resourceType": "Patient",
         "identifier": [{"system": "http://hospital.example/mrn", "value": "123"}]});
-    let condition = [Criteria::Identifier {
-        system: Some("http://hospital.example/mrn".into()),
-        value: "123".into(),
-    }];
+    let condition = support::Condition::new(
+        ResourceType::Patient,
+        "identifier=http://hospital.example/mrn|123",
+    );
     let first = store
         .create(
             ResourceType::Patient,
             with_identifier.clone(),
             &[],
-            Some(&condition),
+            Some(condition.get()),
         )
         .await;
     let Ok(Created::New(first)) = first else {
@@ -288,36 +290,30 @@ async fn conditional_create_finds_by_identifier(pool: PgPool) {
             ResourceType::Patient,
             with_identifier.clone(),
             &[],
-            Some(&condition),
+            Some(condition.get()),
         )
         .await;
     assert!(matches!(second, Ok(Created::Existing { ref id, .. }) if *id == first.id));
-    let no_system = [Criteria::Identifier {
-        system: Some(String::new()),
-        value: "123".into(),
-    }];
+    let no_system = support::Condition::new(ResourceType::Patient, "identifier=|123");
     let third = store
         .create(
             ResourceType::Patient,
             with_identifier.clone(),
             &[],
-            Some(&no_system),
+            Some(no_system.get()),
         )
         .await;
     assert!(
         matches!(third, Ok(Created::New(_))),
         "the stored identifier has a system"
     );
-    let any_system = [Criteria::Identifier {
-        system: None,
-        value: "123".into(),
-    }];
+    let any_system = support::Condition::new(ResourceType::Patient, "identifier=123");
     let fourth = store
         .create(
             ResourceType::Patient,
             with_identifier,
             &[],
-            Some(&any_system),
+            Some(any_system.get()),
         )
         .await;
     assert!(matches!(fourth, Err(StoreError::MultipleMatches)));

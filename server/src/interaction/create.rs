@@ -5,11 +5,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fhir_core::ResourceType;
-use store::{Created, Criteria};
+use store::{Conditional, Created};
 
 use crate::error::ApiError;
 use crate::http::{FhirBody, Negotiated, Return, with_version_headers, write_response};
-use crate::interaction::{claims, parse_body};
+use crate::interaction::{claims, parse_body, search};
 use crate::state::AppState;
 
 /// Stores a new resource under a server-assigned id (any id in the body is replaced).
@@ -22,20 +22,25 @@ pub async fn create(
     headers: HeaderMap,
     body: FhirBody,
 ) -> Result<Response, ApiError> {
+    let registry = state.store.registry()?;
     let condition = headers
         .get("if-none-exist")
         .map(|value| {
-            value
+            let value = value
                 .to_str()
-                .map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))
-                .and_then(parse_condition)
+                .map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
+            search::condition(&state, registry, rtype, &condition_params(value))
         })
         .transpose()?;
     let resource = parse_body(&body, rtype)?;
     let claims = claims(&state, rtype, &resource);
+    let condition = condition.as_ref().map(|(query, text)| Conditional {
+        query: &query.types[0],
+        text,
+    });
     let created = state
         .store
-        .create(rtype, resource, &claims, condition.as_deref())
+        .create(rtype, resource, &claims, condition)
         .await?;
     match created {
         Created::New(stored) => {
@@ -76,46 +81,17 @@ pub async fn create(
     }
 }
 
-/// Parses an `If-None-Exist` query (`identifier=[system|]value`, `_id=x`, joined with `&`).
-/// Other parameters are refused: without search a condition on them could not be honoured.
-pub fn parse_condition(query: &str) -> Result<Vec<Criteria>, ApiError> {
-    let query = query.trim_start_matches('?');
+/// The parameters of an `If-None-Exist` header: a query string, optionally written as
+/// `[type]?query` or with a leading `?`.
+pub fn condition_params(header: &str) -> Vec<(String, String)> {
+    let query = header.trim().trim_start_matches('?');
     let query = query
         .split_once('?')
         .filter(|(path, _)| path.parse::<ResourceType>().is_ok())
         .map_or(query, |(_, q)| q);
-    let mut criteria = Vec::new();
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        let criterion = match name.as_ref() {
-            "_id" => Criteria::Id(
-                value
-                    .parse()
-                    .map_err(|_| ApiError::bad_request("If-None-Exist: _id is not a valid id"))?,
-            ),
-            "identifier" => {
-                let (system, value) = match value.split_once('|') {
-                    Some((system, value)) => (Some(system.to_owned()), value.to_owned()),
-                    None => (None, value.into_owned()),
-                };
-                if value.is_empty() {
-                    return Err(ApiError::bad_request(
-                        "If-None-Exist: identifier needs a value",
-                    ));
-                }
-                Criteria::Identifier { system, value }
-            }
-            _ => {
-                return Err(ApiError::bad_request(
-                    "If-None-Exist supports the parameters identifier and _id",
-                ));
-            }
-        };
-        criteria.push(criterion);
-    }
-    if criteria.is_empty() {
-        return Err(ApiError::bad_request("If-None-Exist names no condition"));
-    }
-    Ok(criteria)
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -123,29 +99,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_identifier_and_id_conditions() {
-        let criteria = parse_condition("identifier=http://a.org|123&_id=x").unwrap_or_default();
-        assert_eq!(criteria.len(), 2);
-        assert!(
-            matches!(&criteria[0], Criteria::Identifier { system: Some(s), value } if s == "http://a.org" && value == "123")
+    fn if_none_exist_may_name_the_type_or_start_with_a_question_mark() {
+        let pairs = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
+        assert_eq!(
+            condition_params("identifier=http://a.org|123"),
+            pairs("identifier", "http://a.org|123")
         );
-        assert!(matches!(
-            parse_condition("Patient?identifier=123")
-                .unwrap_or_default()
-                .as_slice(),
-            [Criteria::Identifier { system: None, .. }]
-        ));
-        assert!(matches!(
-            parse_condition("identifier=|123").unwrap_or_default().as_slice(),
-            [Criteria::Identifier { system: Some(s), .. }] if s.is_empty()
-        ));
-    }
-
-    #[test]
-    fn refuses_other_conditions() {
-        assert!(parse_condition("name=peter").is_err());
-        assert!(parse_condition("").is_err());
-        assert!(parse_condition("identifier=").is_err());
-        assert!(parse_condition("_id=a_b").is_err());
+        assert_eq!(condition_params("Patient?name=x"), pairs("name", "x"));
+        assert_eq!(condition_params("?name=a%20b"), pairs("name", "a b"));
+        assert!(condition_params("").is_empty());
     }
 }

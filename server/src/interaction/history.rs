@@ -132,6 +132,7 @@ fn entry(base: &str, row: HistoryRow) -> Result<Entry, ApiError> {
     Ok(Entry {
         full_url: format!("{base}/{}/{}", row.res_type, row.id),
         resource,
+        search: None,
         request: Some(EntryRequest { method, url }),
         response: Some(EntryResponse {
             status: row.status.to_string(),

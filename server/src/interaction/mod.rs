@@ -6,6 +6,7 @@ pub mod create;
 pub mod delete;
 pub mod history;
 pub mod read;
+pub mod search;
 pub mod update;
 pub mod vread;
 

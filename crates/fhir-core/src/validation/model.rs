@@ -84,6 +84,8 @@ pub(super) struct Element {
     pub(super) array: bool,
     /// A `[x]` element: one variant per type, each with its own JSON name.
     pub(super) choice: bool,
+    /// `ElementDefinition.isSummary`: kept by `_summary=true`.
+    pub(super) summary: bool,
     pub(super) variants: Vec<Variant>,
     /// Index into [`Schema::code_sets`] of a required binding.
     pub(super) binding: Option<usize>,
@@ -344,6 +346,7 @@ impl<'v> Builder<'v> {
                     Some("0" | "1")
                 ),
                 choice,
+                summary: definition["isSummary"].as_bool().unwrap_or(false),
                 variants,
                 binding,
             };

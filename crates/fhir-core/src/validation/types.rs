@@ -29,6 +29,21 @@ pub(crate) struct Child {
     pub(crate) kind: ChildKind,
 }
 
+/// The element a JSON property of a complex value stands for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Property {
+    /// The element name (`deceased` for `deceasedBoolean`).
+    pub(crate) name: &'static str,
+    /// `min >= 1`.
+    pub(crate) mandatory: bool,
+    /// `ElementDefinition.isSummary`.
+    pub(crate) summary: bool,
+    /// The FHIR type of the values under the property (`dateTime`, `HumanName`).
+    pub(crate) type_name: &'static str,
+    /// How the values under the property are typed.
+    pub(crate) kind: ChildKind,
+}
+
 /// What the values of a [`Child`] are.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum ChildKind {
@@ -59,12 +74,32 @@ impl ElementModel {
             .map(|variant| Child {
                 key: &variant.key,
                 type_name: &variant.type_name,
-                kind: match variant.target {
-                    Target::Primitive { .. } => ChildKind::Primitive,
-                    Target::Struct(id) => ChildKind::Complex(Complex(id)),
-                    Target::Resource => ChildKind::Resource,
-                },
+                kind: kind(variant.target),
             })
+    }
+
+    /// The element JSON property `key` (without a leading `_`) of `parent` stands for:
+    /// `None` when `parent` has no such property.
+    pub(crate) fn property(self, parent: Complex, key: &str) -> Option<Property> {
+        let parent = self.0.structs.get(parent.0)?;
+        let (e, v) = parent.lookup(key)?;
+        let element = parent.elements.get(e)?;
+        let variant = element.variants.get(v)?;
+        Some(Property {
+            name: &element.name,
+            mandatory: element.min > 0,
+            summary: element.summary,
+            type_name: &variant.type_name,
+            kind: kind(variant.target),
+        })
+    }
+}
+
+fn kind(target: Target) -> ChildKind {
+    match target {
+        Target::Primitive { .. } => ChildKind::Primitive,
+        Target::Struct(id) => ChildKind::Complex(Complex(id)),
+        Target::Resource => ChildKind::Resource,
     }
 }
 
@@ -96,5 +131,23 @@ mod tests {
         let family = model.children(human_name, "family").next().expect("family");
         assert!(matches!(family.kind, ChildKind::Primitive));
         assert!(model.resource("Observation").is_none());
+    }
+
+    #[test]
+    fn properties_carry_summary_and_cardinality() {
+        let model = model().expect("model builds");
+        let patient = model.resource("Patient").expect("Patient");
+        let deceased = model
+            .property(patient, "deceasedDateTime")
+            .expect("deceasedDateTime");
+        assert_eq!(deceased.name, "deceased");
+        assert_eq!(deceased.type_name, "dateTime");
+        assert!(deceased.summary && !deceased.mandatory);
+        let contact = model.property(patient, "contact").expect("contact");
+        assert!(!contact.summary);
+        assert!(model.property(patient, "deceased").is_none());
+        let account = model.resource("Account").expect("Account");
+        let status = model.property(account, "status").expect("status");
+        assert!(status.summary && status.mandatory);
     }
 }

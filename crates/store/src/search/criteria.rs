@@ -1,0 +1,694 @@
+//! Search criteria as SQL: each [`Condition`] on a resource row becomes a condition over the
+//! typed index tables (see `migrations/20261128000002_search_index.sql` and
+//! docs/search.md, "Queries").
+//!
+//! A positive test is `alias.key in (select x.res_key from <table> x where x.param = <id>
+//! and <values>)`: uncorrelated, so the planner may start from the index (a selective value)
+//! or from the resources (a selective other condition). Tests that hold when a resource has
+//! *no* matching row (`:missing=true`, `:not`) are `not exists` anti-joins on the
+//! `(res_key, param)` indexes. Chains and `_has` join `search_reference` to `resources` on
+//! `(res_type, id)` and nest the rest of the condition on the joined row.
+//!
+//! Values are bound; parameter ids (integers from `search_params`) are written as literals so
+//! that the text of a statement only depends on the shape of the query.
+
+use std::ops::Bound;
+
+use fhir_core::ResourceType;
+use fhir_core::search::query::{
+    ComponentValue, Condition, DateSearch, NumberSearch, OfTypeSearch, Prefix, QuantitySearch,
+    QuantityUnit, ReferenceSearch, StringMatch, Test, TokenSearch, UriMatch,
+};
+use fhir_core::search::{SearchParamType, SearchParameter, normalize};
+use serde_json::{Map, Value};
+use sqlx::{Postgres, QueryBuilder};
+
+use crate::search_index::ParamIds;
+
+/// How many characters of a text value the indexes hold (`left(column, 256)`).
+const INDEXED_CHARS: usize = 256;
+
+/// A statement being written: its text and its bound values.
+pub(super) struct Sql<'p> {
+    pub(super) builder: QueryBuilder<'static, Postgres>,
+    ids: &'p ParamIds,
+    aliases: usize,
+}
+
+impl<'p> Sql<'p> {
+    pub(super) fn new(ids: &'p ParamIds, start: &str) -> Self {
+        Sql {
+            builder: QueryBuilder::new(start),
+            ids,
+            aliases: 0,
+        }
+    }
+
+    pub(super) fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
+        self.builder.push(sql);
+        self
+    }
+
+    pub(super) fn bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: 'static + sqlx::Encode<'static, Postgres> + sqlx::Type<Postgres> + Send,
+    {
+        self.builder.push_bind(value);
+        self
+    }
+
+    /// A fresh table alias.
+    pub(super) fn alias(&mut self, prefix: &str) -> String {
+        self.aliases += 1;
+        format!("{prefix}{}", self.aliases)
+    }
+
+    /// The id of parameter `param` of `rtype`; -1 (no rows) when it is not indexed.
+    pub(super) fn param_id(&self, rtype: ResourceType, param: &SearchParameter) -> i32 {
+        self.ids.get(rtype, param.code()).unwrap_or(-1)
+    }
+}
+
+/// Writes ` and <condition>` for each criterion on the resource row `alias` of `rtype`.
+pub(super) fn write_criteria(
+    sql: &mut Sql<'_>,
+    rtype: ResourceType,
+    alias: &str,
+    criteria: &[Condition<'_>],
+) {
+    for condition in criteria {
+        sql.push(" and ");
+        write_condition(sql, rtype, alias, condition);
+    }
+}
+
+/// Writes one condition on the resource row `alias` of `rtype`.
+fn write_condition(sql: &mut Sql<'_>, rtype: ResourceType, alias: &str, condition: &Condition<'_>) {
+    match condition {
+        Condition::Match { param, test } => write_test(sql, rtype, alias, param, test),
+        Condition::Chain { param, targets } => {
+            let x = sql.alias("x");
+            let t = sql.alias("t");
+            let id = sql.param_id(rtype, param);
+            sql.push(format_args!(
+                "{alias}.key in (select {x}.res_key from search_reference {x} \
+                 join resources {t} on {t}.res_type = left({x}.target_type, 256) \
+                 and {t}.id = left({x}.target_id, 256) \
+                 where {x}.param = {id} and {x}.target_id is not null and not {t}.deleted and ("
+            ));
+            for (n, target) in targets.iter().enumerate() {
+                if n > 0 {
+                    sql.push(" or ");
+                }
+                sql.push(format_args!(
+                    "({t}.res_type = '{}' and ",
+                    target.resource_type
+                ));
+                write_condition(sql, target.resource_type, &t, &target.condition);
+                sql.push(")");
+            }
+            sql.push("))");
+        }
+        Condition::Has {
+            source,
+            param,
+            condition,
+        } => {
+            let x = sql.alias("x");
+            let s = sql.alias("s");
+            let id = sql.param_id(*source, param);
+            sql.push(format_args!(
+                "{alias}.id in (select left({x}.target_id, 256) from search_reference {x} \
+                 join resources {s} on {s}.key = {x}.res_key \
+                 where {x}.param = {id} and left({x}.target_type, 256) = '{rtype}' and "
+            ));
+            write_condition(sql, *source, &s, condition);
+            sql.push(")");
+        }
+    }
+}
+
+/// The index table of a parameter type's values.
+fn table(kind: SearchParamType) -> &'static str {
+    match kind {
+        SearchParamType::String => "search_string",
+        SearchParamType::Token => "search_token",
+        SearchParamType::Date => "search_date",
+        SearchParamType::Reference => "search_reference",
+        SearchParamType::Quantity => "search_quantity",
+        SearchParamType::Number => "search_number",
+        SearchParamType::Uri => "search_uri",
+        SearchParamType::Composite => "search_composite",
+        // Parameters without index rows: nothing matches.
+        SearchParamType::Special => "(select null::bigint as res_key, null::int as param)",
+    }
+}
+
+/// Writes a test of one parameter's index values.
+fn write_test(
+    sql: &mut Sql<'_>,
+    rtype: ResourceType,
+    alias: &str,
+    param: &SearchParameter,
+    test: &Test,
+) {
+    let id = sql.param_id(rtype, param);
+    let x = sql.alias("x");
+    let rows = |sql: &mut Sql<'_>, table: &str, exists: bool| {
+        let not = if exists { "" } else { "not " };
+        sql.push(format_args!(
+            "{not}exists (select 1 from {table} {x} where {x}.res_key = {alias}.key and {x}.param = {id})"
+        ));
+    };
+    // A positive test: the keys of the rows whose values pass.
+    let open = |sql: &mut Sql<'_>, table: &str| {
+        sql.push(format_args!(
+            "{alias}.key in (select {x}.res_key from {table} {x} where {x}.param = {id} and ("
+        ));
+    };
+    match test {
+        Test::Missing(missing) => {
+            let tables: &[&str] = match param.kind() {
+                // A token's text is kept as string rows under the token's id.
+                SearchParamType::Token => &["search_token", "search_string"],
+                kind => &[table(kind)],
+            };
+            let joiner = if *missing { " and " } else { " or " };
+            sql.push("(");
+            for (n, table) in tables.iter().enumerate() {
+                if n > 0 {
+                    sql.push(joiner);
+                }
+                rows(sql, table, !missing);
+            }
+            sql.push(")");
+        }
+        Test::String { matching, values } => {
+            open(sql, "search_string");
+            any_of(sql, values, |sql, value| {
+                string_match(sql, &x, *matching, value)
+            });
+            sql.push("))");
+        }
+        Test::TokenText(values) => {
+            open(sql, "search_string");
+            any_of(sql, values, |sql, value| {
+                string_match(sql, &x, StringMatch::StartsWith, value)
+            });
+            sql.push("))");
+        }
+        Test::Phonetic(values) => {
+            // Every code of one value among the resource's codes.
+            sql.push("(");
+            for (n, codes) in values.iter().enumerate() {
+                if n > 0 {
+                    sql.push(" or ");
+                }
+                let mut codes = codes.clone();
+                codes.sort();
+                codes.dedup();
+                let count = codes.len() as i64;
+                sql.push(format_args!(
+                    "{alias}.key in (select {x}.res_key from search_string {x} where {x}.param = {id} \
+                     and {x}.normalized = any("
+                ));
+                sql.bind(codes);
+                sql.push(format_args!(
+                    ") group by {x}.res_key having count(distinct {x}.normalized) = "
+                ));
+                sql.bind(count);
+                sql.push(")");
+            }
+            sql.push(")");
+        }
+        Test::Token {
+            negated: false,
+            values,
+        } => {
+            open(sql, "search_token");
+            token_values(sql, &x, values);
+            sql.push("))");
+        }
+        Test::Token {
+            negated: true,
+            values,
+        } => {
+            sql.push(format_args!(
+                "not exists (select 1 from search_token {x} where {x}.res_key = {alias}.key \
+                 and {x}.param = {id} and ("
+            ));
+            token_values(sql, &x, values);
+            sql.push("))");
+        }
+        Test::OfType(values) => {
+            open(sql, "search_token_type");
+            any_of(sql, values, |sql, value| of_type(sql, &x, value));
+            sql.push("))");
+        }
+        Test::Date(values) => {
+            open(sql, "search_date");
+            any_of(sql, values, |sql, value| {
+                date(sql, &format!("{x}.low"), &format!("{x}.high"), value)
+            });
+            sql.push("))");
+        }
+        Test::Number(values) => {
+            open(sql, "search_number");
+            any_of(sql, values, |sql, value| {
+                number(sql, &format!("{x}.value"), value)
+            });
+            sql.push("))");
+        }
+        Test::Quantity(values) => {
+            open(sql, "search_quantity");
+            any_of(sql, values, |sql, value| quantity(sql, &x, value));
+            sql.push("))");
+        }
+        Test::Reference(values) => {
+            open(sql, "search_reference");
+            any_of(sql, values, |sql, value| reference(sql, &x, value));
+            sql.push("))");
+        }
+        Test::Uri { matching, values } => {
+            open(sql, "search_uri");
+            any_of(sql, values, |sql, value| {
+                uri(sql, &format!("{x}.uri"), *matching, value)
+            });
+            sql.push("))");
+        }
+        Test::Composite(values) => {
+            open(sql, "search_composite");
+            any_of(sql, values, |sql, parts| composite(sql, &x, parts));
+            sql.push("))");
+        }
+    }
+}
+
+/// Writes `(a) or (b) or ...`, one per value (false for none).
+fn any_of<T>(sql: &mut Sql<'_>, values: &[T], mut write: impl FnMut(&mut Sql<'_>, &T)) {
+    if values.is_empty() {
+        sql.push("false");
+    }
+    for (n, value) in values.iter().enumerate() {
+        if n > 0 {
+            sql.push(" or ");
+        }
+        sql.push("(");
+        write(sql, value);
+        sql.push(")");
+    }
+}
+
+/// `column = value`, through the indexed `left(column, 256)`.
+fn text_equals(sql: &mut Sql<'_>, column: &str, value: &str) {
+    sql.push(format_args!("left({column}, 256) = "));
+    if value.chars().count() < INDEXED_CHARS {
+        sql.bind(value.to_owned());
+    } else {
+        sql.push("left(")
+            .bind(value.to_owned())
+            .push(format_args!(", 256) and {column} = "))
+            .bind(value.to_owned());
+    }
+}
+
+/// `column` starts with `prefix`, as a range over the indexed `left(column, 256)`.
+fn text_starts_with(sql: &mut Sql<'_>, column: &str, prefix: &str) {
+    if prefix.chars().count() >= INDEXED_CHARS {
+        let head: String = prefix.chars().take(INDEXED_CHARS).collect();
+        sql.push(format_args!("left({column}, 256) = "))
+            .bind(head)
+            .push(format_args!(" and starts_with({column}, "))
+            .bind(prefix.to_owned())
+            .push(")");
+        return;
+    }
+    sql.push(format_args!("left({column}, 256) >= "))
+        .bind(prefix.to_owned());
+    if let Some(next) = next_prefix(prefix) {
+        sql.push(format_args!(" and left({column}, 256) < "))
+            .bind(next);
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix`, in code point
+/// (byte) order: the last character that can be, incremented.
+fn next_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut code = u32::from(last) + 1;
+        while code <= 0x10FFFF {
+            if let Some(next) = char::from_u32(code) {
+                chars.push(next);
+                return Some(chars.into_iter().collect());
+            }
+            code += 1;
+        }
+    }
+    None
+}
+
+fn string_match(sql: &mut Sql<'_>, x: &str, matching: StringMatch, value: &str) {
+    match matching {
+        StringMatch::StartsWith => text_starts_with(sql, &format!("{x}.normalized"), value),
+        StringMatch::Contains => {
+            sql.push(format_args!("strpos({x}.normalized, "))
+                .bind(value.to_owned())
+                .push(") > 0");
+        }
+        StringMatch::Exact => {
+            text_equals(sql, &format!("{x}.normalized"), &normalize(value));
+            sql.push(format_args!(" and {x}.exact = "))
+                .bind(value.to_owned());
+        }
+    }
+}
+
+/// Token values, OR: plain codes as one `= any(...)`, the others one by one.
+fn token_values(sql: &mut Sql<'_>, x: &str, values: &[TokenSearch]) {
+    let column = format!("{x}.code");
+    let plain: Vec<String> = values
+        .iter()
+        .filter_map(|v| match v {
+            TokenSearch::Code(code) if code.chars().count() < INDEXED_CHARS => Some(code.clone()),
+            _ => None,
+        })
+        .collect();
+    let others: Vec<&TokenSearch> = values
+        .iter()
+        .filter(|v| !matches!(v, TokenSearch::Code(code) if code.chars().count() < INDEXED_CHARS))
+        .collect();
+    let mut first = true;
+    if !plain.is_empty() {
+        sql.push(format_args!("left({column}, 256) = any("))
+            .bind(plain)
+            .push(")");
+        first = false;
+    }
+    for value in others {
+        if !first {
+            sql.push(" or ");
+        }
+        first = false;
+        sql.push("(");
+        token(sql, &column, &format!("{x}.system"), value);
+        sql.push(")");
+    }
+    if first {
+        sql.push("false");
+    }
+}
+
+/// One token value against a code and a system column.
+fn token(sql: &mut Sql<'_>, code: &str, system: &str, value: &TokenSearch) {
+    match value {
+        TokenSearch::Code(c) => text_equals(sql, code, c),
+        TokenSearch::SystemCode { system: s, code: c } => {
+            text_equals(sql, code, c);
+            sql.push(format_args!(" and {system} = ")).bind(s.clone());
+        }
+        TokenSearch::CodeWithoutSystem(c) => {
+            text_equals(sql, code, c);
+            sql.push(format_args!(" and {system} is null"));
+        }
+        TokenSearch::System(s) => {
+            sql.push(format_args!("{system} = ")).bind(s.clone());
+        }
+    }
+}
+
+fn of_type(sql: &mut Sql<'_>, x: &str, value: &OfTypeSearch) {
+    text_equals(sql, &format!("{x}.value"), &value.value);
+    sql.push(" and ");
+    text_equals(sql, &format!("{x}.type_code"), &value.type_code);
+    if let Some(system) = &value.type_system {
+        sql.push(format_args!(" and {x}.type_system = "))
+            .bind(system.clone());
+    }
+}
+
+/// A date search value against the `[low, high)` columns (docs/search.md, "Dates"). `eq`
+/// adds `low < high of the value`, implied by the others, so that the index range is
+/// bounded on both sides.
+fn date(sql: &mut Sql<'_>, low: &str, high: &str, value: &DateSearch) {
+    let (vl, vh) = (value.low, value.high);
+    match value.prefix {
+        Prefix::Eq => {
+            sql.push(format_args!("{low} >= "))
+                .bind(vl)
+                .push(format_args!(" and {low} < "))
+                .bind(vh)
+                .push(format_args!(" and {high} <= "))
+                .bind(vh);
+        }
+        Prefix::Ne => {
+            sql.push(format_args!("not ({low} >= "))
+                .bind(vl)
+                .push(format_args!(" and {high} <= "))
+                .bind(vh)
+                .push(")");
+        }
+        Prefix::Gt => {
+            sql.push(format_args!("{high} > ")).bind(vh);
+        }
+        Prefix::Lt => {
+            sql.push(format_args!("{low} < ")).bind(vl);
+        }
+        Prefix::Ge => {
+            sql.push(format_args!("({low} >= "))
+                .bind(vl)
+                .push(format_args!(" or {high} > "))
+                .bind(vh)
+                .push(")");
+        }
+        Prefix::Le => {
+            sql.push(format_args!("({high} <= "))
+                .bind(vh)
+                .push(format_args!(" or {low} < "))
+                .bind(vl)
+                .push(")");
+        }
+        Prefix::Sa => {
+            sql.push(format_args!("{low} >= ")).bind(vh);
+        }
+        Prefix::Eb => {
+            sql.push(format_args!("{high} <= ")).bind(vl);
+        }
+        Prefix::Ap => {
+            sql.push(format_args!("{low} < "))
+                .bind(vh)
+                .push(format_args!(" and {high} > "))
+                .bind(vl);
+        }
+    }
+}
+
+/// A number search value against a numeric column: within its bounds (outside for `ne`).
+fn number(sql: &mut Sql<'_>, column: &str, value: &NumberSearch) {
+    let bound = |sql: &mut Sql<'_>, bound: &Bound<fhir_core::search::Decimal>, low: bool| {
+        let (op, decimal) = match (bound, low) {
+            (Bound::Included(d), true) => (">=", d),
+            (Bound::Excluded(d), true) => (">", d),
+            (Bound::Included(d), false) => ("<=", d),
+            (Bound::Excluded(d), false) => ("<", d),
+            (Bound::Unbounded, _) => {
+                sql.push("true");
+                return;
+            }
+        };
+        sql.push(format_args!("{column} {op} "))
+            .bind(decimal.as_str().to_owned())
+            .push("::numeric");
+    };
+    if value.is_negated() {
+        sql.push("not (");
+    }
+    bound(sql, &value.low, true);
+    sql.push(" and ");
+    bound(sql, &value.high, false);
+    if value.is_negated() {
+        sql.push(")");
+    }
+}
+
+fn quantity(sql: &mut Sql<'_>, x: &str, value: &QuantitySearch) {
+    number(sql, &format!("{x}.value"), &value.number);
+    match &value.unit {
+        QuantityUnit::Any => {}
+        QuantityUnit::Code(code) => {
+            sql.push(format_args!(" and ({x}.code = "))
+                .bind(code.clone())
+                .push(format_args!(" or {x}.unit = "))
+                .bind(code.clone())
+                .push(")");
+        }
+        QuantityUnit::SystemCode { system, code } => {
+            sql.push(format_args!(" and {x}.system = "))
+                .bind(system.clone())
+                .push(format_args!(" and {x}.code = "))
+                .bind(code.clone());
+        }
+    }
+}
+
+fn reference(sql: &mut Sql<'_>, x: &str, value: &ReferenceSearch) {
+    match value {
+        ReferenceSearch::Local {
+            resource_type,
+            id,
+            version,
+        } => {
+            text_equals(sql, &format!("{x}.target_id"), id);
+            if let Some(rtype) = resource_type {
+                sql.push(" and ");
+                text_equals(sql, &format!("{x}.target_type"), rtype);
+            }
+            if let Some(version) = version {
+                sql.push(format_args!(" and {x}.target_version = "))
+                    .bind(version.clone());
+            }
+        }
+        ReferenceSearch::Url(url) => text_equals(sql, &format!("{x}.url"), url),
+        ReferenceSearch::Identifier(token_value) => token(
+            sql,
+            &format!("{x}.identifier_value"),
+            &format!("{x}.identifier_system"),
+            token_value,
+        ),
+    }
+}
+
+fn uri(sql: &mut Sql<'_>, column: &str, matching: UriMatch, value: &str) {
+    match matching {
+        UriMatch::Exact => text_equals(sql, column, value),
+        UriMatch::Below => text_starts_with(sql, column, value),
+        UriMatch::Above => {
+            // The stored uri is a prefix of the value: one of its prefixes.
+            let prefixes: Vec<String> = value
+                .char_indices()
+                .map(|(i, c)| value[..i + c.len_utf8()].to_owned())
+                .filter(|p| p.chars().count() <= INDEXED_CHARS)
+                .collect();
+            sql.push(format_args!("left({column}, 256) = any("))
+                .bind(prefixes)
+                .push(format_args!(") and starts_with("))
+                .bind(value.to_owned())
+                .push(format_args!(", {column})"));
+        }
+    }
+}
+
+/// One composite value: the equality parts as a `@>` containment (the GIN index), the
+/// others checked on the rows it finds.
+fn composite(sql: &mut Sql<'_>, x: &str, parts: &[ComponentValue]) {
+    let mut contained = Map::new();
+    for (n, part) in parts.iter().enumerate() {
+        let mut object = Map::new();
+        let mut put = |key: &str, value: &str| {
+            object.insert(key.to_owned(), Value::String(value.to_owned()));
+        };
+        match part {
+            ComponentValue::Token(TokenSearch::Code(code))
+            | ComponentValue::Token(TokenSearch::CodeWithoutSystem(code)) => put("code", code),
+            ComponentValue::Token(TokenSearch::SystemCode { system, code }) => {
+                put("system", system);
+                put("code", code);
+            }
+            ComponentValue::Token(TokenSearch::System(system)) => put("system", system),
+            ComponentValue::Reference(ReferenceSearch::Local {
+                resource_type, id, ..
+            }) => {
+                put("target_id", id);
+                if let Some(rtype) = resource_type {
+                    put("target_type", rtype);
+                }
+            }
+            ComponentValue::Reference(ReferenceSearch::Url(url)) => put("url", url),
+            ComponentValue::Reference(ReferenceSearch::Identifier(TokenSearch::SystemCode {
+                system,
+                code,
+            })) => {
+                put("identifier_system", system);
+                put("identifier_value", code);
+            }
+            ComponentValue::Uri(uri) => put("uri", uri),
+            _ => {}
+        }
+        if !object.is_empty() {
+            contained.insert(n.to_string(), Value::Object(object));
+        }
+    }
+    sql.push(format_args!("{x}.components @> "))
+        .bind(Value::Object(contained))
+        .push("::jsonb");
+    for (n, part) in parts.iter().enumerate() {
+        let field = |name: &str| format!("({x}.components -> '{n}' ->> '{name}')");
+        match part {
+            ComponentValue::String(prefix) => {
+                sql.push(format_args!(" and starts_with({}, ", field("normalized")))
+                    .bind(prefix.clone())
+                    .push(")");
+            }
+            ComponentValue::Token(TokenSearch::CodeWithoutSystem(_)) => {
+                sql.push(format_args!(" and {} is null", field("system")));
+            }
+            ComponentValue::Reference(ReferenceSearch::Identifier(value)) => {
+                sql.push(" and ");
+                token(
+                    sql,
+                    &field("identifier_value"),
+                    &field("identifier_system"),
+                    value,
+                );
+            }
+            ComponentValue::Date(value) => {
+                sql.push(" and ");
+                date(
+                    sql,
+                    &format!("coalesce({}::timestamptz, '-infinity')", field("low")),
+                    &format!("coalesce({}::timestamptz, 'infinity')", field("high")),
+                    value,
+                );
+            }
+            ComponentValue::Number(value) => {
+                sql.push(" and ");
+                number(sql, &format!("{}::numeric", field("value")), value);
+            }
+            ComponentValue::Quantity(value) => {
+                sql.push(" and ");
+                let column = format!("{}::numeric", field("value"));
+                number(sql, &column, &value.number);
+                match &value.unit {
+                    QuantityUnit::Any => {}
+                    QuantityUnit::Code(code) => {
+                        sql.push(format_args!(" and ({} = ", field("code")))
+                            .bind(code.clone())
+                            .push(format_args!(" or {} = ", field("unit")))
+                            .bind(code.clone())
+                            .push(")");
+                    }
+                    QuantityUnit::SystemCode { system, code } => {
+                        sql.push(format_args!(" and {} = ", field("system")))
+                            .bind(system.clone())
+                            .push(format_args!(" and {} = ", field("code")))
+                            .bind(code.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_prefix;
+
+    #[test]
+    fn the_next_prefix_follows_every_string_starting_with_the_prefix() {
+        assert_eq!(next_prefix("smi").as_deref(), Some("smj"));
+        assert_eq!(next_prefix("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(next_prefix("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(next_prefix("\u{10FFFF}"), None);
+    }
+}
