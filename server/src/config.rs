@@ -25,6 +25,9 @@ pub struct Config {
     pub default_page_size: u32,
     /// `FHIR_MAX_PAGE_SIZE`: the largest `_count` honoured (larger ones are cut to it).
     pub max_page_size: u32,
+    /// `FHIR_CONDITIONAL_DELETE_MAX`: the most resources one conditional delete removes
+    /// (1: single deletes only; more matches are 412).
+    pub conditional_delete_max: usize,
     /// `FHIR_LOG_FORMAT`: `text` or `json`.
     pub log_json: bool,
     /// `RABBITMQ_URL`: the broker change events are published to (may hold a secret).
@@ -83,6 +86,13 @@ impl Config {
             )?,
             default_page_size,
             max_page_size,
+            conditional_delete_max: match parse(
+                &get("FHIR_CONDITIONAL_DELETE_MAX", "1"),
+                "FHIR_CONDITIONAL_DELETE_MAX",
+            )? {
+                0 => bail!("FHIR_CONDITIONAL_DELETE_MAX must be at least 1"),
+                n => n,
+            },
             log_json,
             rabbitmq_url: get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             events: parse(&get("FHIR_EVENTS", "true"), "FHIR_EVENTS")?,
@@ -125,6 +135,7 @@ impl fmt::Debug for Config {
             .field("unique_patient_email", &self.unique_patient_email)
             .field("default_page_size", &self.default_page_size)
             .field("max_page_size", &self.max_page_size)
+            .field("conditional_delete_max", &self.conditional_delete_max)
             .field("log_json", &self.log_json)
             .field("rabbitmq_url", &redact(&self.rabbitmq_url))
             .field("events", &self.events)

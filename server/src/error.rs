@@ -163,6 +163,11 @@ impl From<StoreError> for ApiError {
             StoreError::MultipleMatches => {
                 ApiError::PreconditionFailed("the condition matches more than one resource".into())
             }
+            StoreError::ConditionalIdMismatch => ApiError::BadRequest(Issue::at(
+                IssueCode::Invalid,
+                "id",
+                "the condition matches a resource with another id than the body's",
+            )),
             StoreError::BadCursor => ApiError::BadRequest(Issue::error(
                 IssueCode::Invalid,
                 "_cursor is not a paging cursor of this search: follow the links of its Bundle",

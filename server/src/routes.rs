@@ -12,6 +12,8 @@
 //! | GET    | /$analytics.html, /$analytics.js  | the dashboard page and its script |
 //! | GET    | /[type]                           | search-type        |
 //! | POST   | /[type]                           | create             |
+//! | PUT    | /[type]?search                    | conditional update |
+//! | DELETE | /[type]?search                    | conditional delete |
 //! | GET, POST | /[type]/_search                | search-type        |
 //! | GET    | /[type]/_history                  | history-type       |
 //! | GET    | /[type]/[id]                      | read               |
@@ -94,7 +96,12 @@ pub fn fhir_routes() -> Router<AppState> {
         )
         .route(
             "/{type}",
-            answer_405(get(search::type_get).post(create::create)),
+            answer_405(
+                get(search::type_get)
+                    .post(create::create)
+                    .put(update::conditional)
+                    .delete(delete::conditional),
+            ),
         )
         .route(
             "/{type}/_search",

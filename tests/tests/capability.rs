@@ -69,6 +69,7 @@ async fn capability_statement_declares_what_the_server_does() {
         "history-instance",
         "history-type",
         "create",
+        "search-type",
     ]
     .iter()
     .map(|c| (*c).to_owned())
@@ -85,9 +86,174 @@ async fn capability_statement_declares_what_the_server_does() {
         assert_eq!(resource["updateCreate"], true, "{name}");
         assert_eq!(resource["conditionalCreate"], true, "{name}");
         assert_eq!(resource["conditionalRead"], "full-support", "{name}");
-        assert_eq!(resource["conditionalUpdate"], false, "{name}");
-        assert_eq!(resource["conditionalDelete"], "not-supported", "{name}");
+        assert_eq!(resource["conditionalUpdate"], true, "{name}");
+        assert_eq!(resource["conditionalDelete"], "single", "{name}");
     }
+}
+
+fn resource<'a>(rest: &'a Value, name: &str) -> &'a Value {
+    rest["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == name)
+        .unwrap_or_else(|| panic!("no rest.resource for {name}"))
+}
+
+fn search_param<'a>(params: &'a Value, name: &str) -> &'a Value {
+    params
+        .as_array()
+        .unwrap_or_else(|| panic!("searchParam is not an array: {params}"))
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no searchParam {name} in {params}"))
+}
+
+fn strings(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|item| item.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn capability_statement_lists_search_support() {
+    let server = TestServer::start().await;
+    let resp = server.get("metadata").await;
+    assert_eq!(resp.status, 200, "{}", resp.describe());
+    let rest = &resp.json["rest"][0];
+
+    let patient = resource(rest, "Patient");
+    for (name, kind, definition) in [
+        (
+            "family",
+            "string",
+            "http://hl7.org/fhir/SearchParameter/individual-family",
+        ),
+        (
+            "birthdate",
+            "date",
+            "http://hl7.org/fhir/SearchParameter/individual-birthdate",
+        ),
+        (
+            "identifier",
+            "token",
+            "http://hl7.org/fhir/SearchParameter/Patient-identifier",
+        ),
+        (
+            "general-practitioner",
+            "reference",
+            "http://hl7.org/fhir/SearchParameter/Patient-general-practitioner",
+        ),
+        (
+            "_id",
+            "token",
+            "http://hl7.org/fhir/SearchParameter/Resource-id",
+        ),
+        (
+            "_lastUpdated",
+            "date",
+            "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+        ),
+    ] {
+        let param = search_param(&patient["searchParam"], name);
+        assert_eq!(param["type"], kind, "{param}");
+        assert_eq!(param["definition"], definition, "{param}");
+    }
+    let family = search_param(&patient["searchParam"], "family");
+    let doc = family["documentation"].as_str().unwrap();
+    assert!(
+        doc.contains("`:exact`") && doc.contains("`:missing`"),
+        "{doc}"
+    );
+    let birthdate = search_param(&patient["searchParam"], "birthdate");
+    let doc = birthdate["documentation"].as_str().unwrap();
+    assert!(doc.contains("`ge`") && doc.contains("`_sort`"), "{doc}");
+    let gp = search_param(&patient["searchParam"], "general-practitioner");
+    let doc = gp["documentation"].as_str().unwrap();
+    assert!(doc.contains("Practitioner"), "{doc}");
+
+    let invoice = resource(rest, "Invoice");
+    let line_item = search_param(&invoice["searchParam"], "line-item-code");
+    assert_eq!(line_item["type"], "token", "{line_item}");
+    assert_eq!(
+        line_item["definition"], "urn:ferrum:SearchParameter:Invoice-line-item-code",
+        "{line_item}"
+    );
+    assert!(
+        strings(&invoice["searchInclude"]).contains("Invoice:subject"),
+        "{}",
+        invoice["searchInclude"]
+    );
+    assert!(
+        strings(&patient["searchRevInclude"]).contains("Invoice:subject"),
+        "{}",
+        patient["searchRevInclude"]
+    );
+
+    // Every type: the common parameters, and every entry complete. FHIR JSON has no
+    // empty arrays or strings.
+    for resource in rest["resource"].as_array().unwrap() {
+        let name = resource["type"].as_str().unwrap();
+        let params = resource["searchParam"].as_array().unwrap();
+        assert!(!params.is_empty(), "{name}");
+        let mut seen = BTreeSet::new();
+        for param in params {
+            for key in ["name", "definition", "type", "documentation"] {
+                assert!(
+                    param[key].as_str().is_some_and(|v| !v.is_empty()),
+                    "{name}: {key} of {param}"
+                );
+            }
+            assert!(
+                seen.insert(param["name"].as_str().unwrap()),
+                "{name}: {param} twice"
+            );
+        }
+        for common in ["_id", "_lastUpdated"] {
+            assert!(seen.contains(common), "{name}: no {common}");
+        }
+        for key in ["searchInclude", "searchRevInclude"] {
+            let values = resource[key].as_array().unwrap();
+            assert!(!values.is_empty(), "{name}: {key}");
+            assert!(
+                values
+                    .iter()
+                    .all(|v| v.as_str().is_some_and(|v| !v.is_empty())),
+                "{name}: {key}"
+            );
+        }
+    }
+
+    // All types: the common parameters with their definitions, then the control
+    // parameters, which R4 defines no SearchParameter for.
+    let system = &rest["searchParam"];
+    for param in system.as_array().unwrap() {
+        for key in ["name", "type", "documentation"] {
+            assert!(
+                param[key].as_str().is_some_and(|v| !v.is_empty()),
+                "{key} of {param}"
+            );
+        }
+        let name = param["name"].as_str().unwrap();
+        if ["_id", "_lastUpdated"].contains(&name) {
+            assert!(param["definition"].is_string(), "{param}");
+        }
+    }
+    let names = codes(system, "name");
+    for name in [
+        "_id",
+        "_lastUpdated",
+        "_type",
+        "_count",
+        "_sort",
+        "_include",
+    ] {
+        assert!(names.contains(name), "no {name} in {system}");
+    }
+    assert!(!names.contains("family"), "{system}");
+    assert_eq!(search_param(system, "_count")["type"], "number");
 }
 
 /// Drops the volatile fields and writes every base URL as a placeholder.

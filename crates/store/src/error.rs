@@ -19,6 +19,9 @@ pub enum StoreError {
     /// A conditional interaction matched more than one resource.
     #[error("the condition matched several resources")]
     MultipleMatches,
+    /// A conditional update matched a resource other than the one the body's id names.
+    #[error("the condition matched a resource with another id")]
+    ConditionalIdMismatch,
     /// A search paging cursor this database's servers did not issue for that search.
     #[error("the paging cursor is not valid for this search")]
     BadCursor,

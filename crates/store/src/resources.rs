@@ -234,10 +234,7 @@ impl Store {
 
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
-        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("create {rtype}?{}", condition.text))
-            .execute(&mut *tx)
-            .await?;
+        lock_condition(&mut tx, rtype, condition).await?;
         let matches = self.matching(&mut tx, condition.query, 2).await?;
         match matches.as_slice() {
             [] => {
@@ -333,93 +330,149 @@ impl Store {
         // A concurrent update-as-create of the same new id can win the insert race; the
         // retry then finds its row and updates it.
         loop {
-            let mut resource = resource.clone();
-            let at = now();
             let mut conn = self.conn().await?;
             let mut tx = conn.begin().await?;
-            let current = sqlx::query(
-                "select key, version, deleted from resources
-                 where res_type = $1 and id = $2 for update",
-            )
-            .bind(rtype.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-
-            let Some(current) = current else {
-                if if_match.is_some() {
-                    return Err(StoreError::VersionConflict { current: None });
-                }
-                stamp(&mut resource, id, VersionId::FIRST, at);
-                let content =
-                    serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
-                let indexed = self.index_values(rtype, &resource).await?;
-                if !self
-                    .insert_first(
-                        &mut tx,
-                        rtype,
-                        id,
-                        at,
-                        &content,
-                        Method::Put,
-                        claims,
-                        indexed.rows(),
-                    )
-                    .await?
-                {
-                    continue;
-                }
-                tx.commit().await?;
-                conn.done();
-                return Ok(Stored {
-                    id: id.clone(),
-                    version: VersionId::FIRST,
-                    last_updated: at,
-                    content,
-                    created: true,
-                });
+            let Some(stored) = self
+                .update_in(&mut tx, rtype, id, resource.clone(), if_match, claims)
+                .await?
+            else {
+                continue;
             };
-
-            let key: i64 = current.get("key");
-            let version = VersionId::new(current.get("version"));
-            let was_deleted: bool = current.get("deleted");
-            if if_match.is_some_and(|expected| expected != version) {
-                return Err(StoreError::VersionConflict {
-                    current: Some(version),
-                });
-            }
-            let next = version.next();
-            stamp(&mut resource, id, next, at);
-            let content =
-                serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
-            let status: i16 = if was_deleted { 201 } else { 200 };
-            // Bringing a deleted resource back is a create for consumers, as it is for HTTP.
-            let action = if was_deleted { "create" } else { "update" };
-            // The row lock is held: no re-index batch can write this resource's index rows
-            // until the transaction ends, and this statement sees every committed one.
-            let indexed = self.index_values(rtype, &resource).await?;
-            let rows = indexed.rows();
-            let query = sqlx::query(UPDATE_CURRENT.get(rows.tables()))
-                .bind(key)
-                .bind(next.get())
-                .bind(at)
-                .bind(&content)
-                .bind(status)
-                .bind(new_event_id())
-                .bind(format_instant(at))
-                .bind(action);
-            rows.bind(query, Keys::Cur).execute(&mut *tx).await?;
-            self.replace_claims(&mut tx, rtype, id, claims).await?;
             tx.commit().await?;
             conn.done();
-            return Ok(Stored {
+            return Ok(stored);
+        }
+    }
+
+    /// Conditional update (`PUT [type]?search`, http://hl7.org/fhir/R4/http.html#cond-update):
+    /// no match creates the resource (under the body's id, or a new one), one match is
+    /// updated (the body's id, when given, must be its id), several are
+    /// [`StoreError::MultipleMatches`]. Conditional writes under equal conditions take turns.
+    pub async fn update_conditional(
+        &self,
+        rtype: ResourceType,
+        condition: Conditional<'_, '_>,
+        resource: Value,
+        body_id: Option<Id>,
+        if_match: Option<VersionId>,
+        claims: &[Claim],
+    ) -> Result<Stored, StoreError> {
+        self.param_ids().await?;
+        loop {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await?;
+            lock_condition(&mut tx, rtype, condition).await?;
+            let matches = self.matching(&mut tx, condition.query, 2).await?;
+            let id = match (matches.as_slice(), &body_id) {
+                ([], Some(id)) => id.clone(),
+                ([], None) => Id::generate(),
+                ([found], Some(id)) if found != id.as_str() => {
+                    return Err(StoreError::ConditionalIdMismatch);
+                }
+                ([found], _) => found
+                    .parse()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                _ => return Err(StoreError::MultipleMatches),
+            };
+            let Some(stored) = self
+                .update_in(&mut tx, rtype, &id, resource.clone(), if_match, claims)
+                .await?
+            else {
+                continue;
+            };
+            tx.commit().await?;
+            conn.done();
+            return Ok(stored);
+        }
+    }
+
+    /// The update of [`Store::update`] in `tx`; `None` when a concurrent create of the same
+    /// id won the insert (the caller retries in a new transaction).
+    async fn update_in(
+        &self,
+        tx: &mut PgConnection,
+        rtype: ResourceType,
+        id: &Id,
+        mut resource: Value,
+        if_match: Option<VersionId>,
+        claims: &[Claim],
+    ) -> Result<Option<Stored>, StoreError> {
+        let at = now();
+        let current = sqlx::query(
+            "select key, version, deleted from resources
+             where res_type = $1 and id = $2 for update",
+        )
+        .bind(rtype.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let Some(current) = current else {
+            if if_match.is_some() {
+                return Err(StoreError::VersionConflict { current: None });
+            }
+            stamp(&mut resource, id, VersionId::FIRST, at);
+            let content =
+                serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
+            let indexed = self.index_values(rtype, &resource).await?;
+            let inserted = self
+                .insert_first(
+                    tx,
+                    rtype,
+                    id,
+                    at,
+                    &content,
+                    Method::Put,
+                    claims,
+                    indexed.rows(),
+                )
+                .await?;
+            return Ok(inserted.then(|| Stored {
                 id: id.clone(),
-                version: next,
+                version: VersionId::FIRST,
                 last_updated: at,
                 content,
-                created: was_deleted,
+                created: true,
+            }));
+        };
+
+        let key: i64 = current.get("key");
+        let version = VersionId::new(current.get("version"));
+        let was_deleted: bool = current.get("deleted");
+        if if_match.is_some_and(|expected| expected != version) {
+            return Err(StoreError::VersionConflict {
+                current: Some(version),
             });
         }
+        let next = version.next();
+        stamp(&mut resource, id, next, at);
+        let content =
+            serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let status: i16 = if was_deleted { 201 } else { 200 };
+        // Bringing a deleted resource back is a create for consumers, as it is for HTTP.
+        let action = if was_deleted { "create" } else { "update" };
+        // The row lock is held: no re-index batch can write this resource's index rows
+        // until the transaction ends, and this statement sees every committed one.
+        let indexed = self.index_values(rtype, &resource).await?;
+        let rows = indexed.rows();
+        let query = sqlx::query(UPDATE_CURRENT.get(rows.tables()))
+            .bind(key)
+            .bind(next.get())
+            .bind(at)
+            .bind(&content)
+            .bind(status)
+            .bind(new_event_id())
+            .bind(format_instant(at))
+            .bind(action);
+        rows.bind(query, Keys::Cur).execute(&mut *tx).await?;
+        self.replace_claims(tx, rtype, id, claims).await?;
+        Ok(Some(Stored {
+            id: id.clone(),
+            version: next,
+            last_updated: at,
+            content,
+            created: was_deleted,
+        }))
     }
 
     /// Deletes `type/id`: a tombstone version, its `delete` event, and the removal of its
@@ -430,9 +483,51 @@ impl Store {
         rtype: ResourceType,
         id: &Id,
     ) -> Result<Option<(VersionId, DateTime<Utc>)>, StoreError> {
-        let at = now();
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
+        let deleted = self.delete_in(&mut tx, rtype, id.as_str()).await?;
+        tx.commit().await?;
+        conn.done();
+        Ok(deleted)
+    }
+
+    /// Conditional delete (`DELETE [type]?search`,
+    /// http://hl7.org/fhir/R4/http.html#cdelete): deletes the matches in one transaction and
+    /// returns their ids. More than `max` matches is [`StoreError::MultipleMatches`] and
+    /// deletes nothing (`max` 1: single deletes only).
+    pub async fn delete_conditional(
+        &self,
+        condition: Conditional<'_, '_>,
+        max: usize,
+    ) -> Result<Vec<Id>, StoreError> {
+        let rtype = condition.query.resource_type;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
+        lock_condition(&mut tx, rtype, condition).await?;
+        let limit = i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1);
+        let matches = self.matching(&mut tx, condition.query, limit).await?;
+        if matches.len() > max {
+            return Err(StoreError::MultipleMatches);
+        }
+        let mut deleted = Vec::with_capacity(matches.len());
+        for id in matches {
+            if self.delete_in(&mut tx, rtype, &id).await?.is_some() {
+                deleted.push(id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
+            }
+        }
+        tx.commit().await?;
+        conn.done();
+        Ok(deleted)
+    }
+
+    /// The delete of [`Store::delete`] in `tx`.
+    async fn delete_in(
+        &self,
+        tx: &mut PgConnection,
+        rtype: ResourceType,
+        id: &str,
+    ) -> Result<Option<(VersionId, DateTime<Utc>)>, StoreError> {
+        let at = now();
         let row = sqlx::query(
             "with cur as (
                  update resources
@@ -456,7 +551,7 @@ impl Store {
              select key, version, (select count(*) from woken) as woken from cur",
         )
         .bind(rtype.as_str())
-        .bind(id.as_str())
+        .bind(id)
         .bind(at)
         .bind(new_event_id())
         .bind(format_instant(at))
@@ -471,9 +566,8 @@ impl Store {
             .bind(row.get::<i64, _>("key"))
             .execute(&mut *tx)
             .await?;
-        self.replace_claims(&mut tx, rtype, id, &[]).await?;
-        tx.commit().await?;
-        conn.done();
+        let id: Id = id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        self.replace_claims(tx, rtype, &id, &[]).await?;
         Ok(Some((VersionId::new(row.get("version")), at)))
     }
 
@@ -541,4 +635,18 @@ impl Store {
             },
         }
     }
+}
+
+/// Makes conditional writes under the same condition take turns (until `tx` ends), so that
+/// two cannot both find no match and both create.
+async fn lock_condition(
+    tx: &mut PgConnection,
+    rtype: ResourceType,
+    condition: Conditional<'_, '_>,
+) -> Result<(), StoreError> {
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("conditional {rtype}?{}", condition.text))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }

@@ -1,12 +1,16 @@
-//! delete: `DELETE [base]/[type]/[id]`, a versioned tombstone.
+//! delete: `DELETE [base]/[type]/[id]`, a versioned tombstone; and conditional delete,
+//! `DELETE [base]/[type]?search`.
 //! http://hl7.org/fhir/R4/http.html#delete
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use store::Conditional;
+
 use crate::error::ApiError;
-use crate::http::{InstancePath, etag};
+use crate::http::{InstancePath, QueryParams, TypePath, etag};
+use crate::interaction::search;
 use crate::state::AppState;
 
 /// Deletes the resource: 204 whether it existed, was deleted already, or never existed
@@ -22,4 +26,25 @@ pub async fn delete(
         response.headers_mut().insert(header::ETAG, value);
     }
     Ok(response)
+}
+
+/// Conditional delete, `DELETE [base]/[type]?search` (http://hl7.org/fhir/R4/http.html#cdelete):
+/// deletes the matches, at most `FHIR_CONDITIONAL_DELETE_MAX` of them (more: 412, nothing
+/// deleted); 204 also when nothing matched.
+pub async fn conditional(
+    State(state): State<AppState>,
+    TypePath(rtype): TypePath,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let registry = state.store.registry()?;
+    let (query, text) = search::condition(&state, registry, rtype, &params.0)?;
+    let condition = Conditional {
+        query: &query.types[0],
+        text: &text,
+    };
+    state
+        .store
+        .delete_conditional(condition, state.config.conditional_delete_max)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,15 +1,20 @@
-//! update: `PUT [base]/[type]/[id]`, update-as-create for a new id, and `If-Match`.
+//! update: `PUT [base]/[type]/[id]`, update-as-create for a new id, and `If-Match`; and
+//! conditional update, `PUT [base]/[type]?search`.
 //! http://hl7.org/fhir/R4/http.html#update
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use fhir_core::resource;
+use fhir_core::{Id, Issue, IssueCode};
+use store::Conditional;
 
 use crate::error::ApiError;
 use crate::http::{
-    FhirBody, InstancePath, Negotiated, Return, if_match, with_version_headers, write_response,
+    FhirBody, InstancePath, Negotiated, QueryParams, Return, TypePath, if_match,
+    with_version_headers, write_response,
 };
-use crate::interaction::{check_body_id, claims, parse_body};
+use crate::interaction::{check_body_id, claims, parse_body, search};
 use crate::state::AppState;
 
 /// Stores a new version (200), or the first one under the client's id (201).
@@ -29,6 +34,65 @@ pub async fn update(
         .store
         .update(rtype, &id, resource, expected, &claims)
         .await?;
+    let (status, location) = if stored.created {
+        (
+            StatusCode::CREATED,
+            Some(format!(
+                "{}/{rtype}/{id}/_history/{}",
+                state.base, stored.version
+            )),
+        )
+    } else {
+        (StatusCode::OK, None)
+    };
+    let response = write_response(
+        status,
+        format,
+        prefer,
+        stored.content,
+        &format!("{rtype}/{id} is now at version {}", stored.version),
+    )?;
+    Ok(with_version_headers(
+        response,
+        stored.version,
+        stored.last_updated,
+        location,
+    ))
+}
+
+/// Conditional update, `PUT [base]/[type]?search` (http://hl7.org/fhir/R4/http.html#cond-update):
+/// no match creates (201, under the body's id when it has one), one match is updated (200;
+/// a body id must be the match's), several are 412.
+pub async fn conditional(
+    State(state): State<AppState>,
+    TypePath(rtype): TypePath,
+    Negotiated(format): Negotiated,
+    prefer: Return,
+    headers: HeaderMap,
+    params: QueryParams,
+    body: FhirBody,
+) -> Result<Response, ApiError> {
+    let registry = state.store.registry()?;
+    let (query, text) = search::condition(&state, registry, rtype, &params.0)?;
+    let expected = if_match(&headers)?;
+    let resource = parse_body(&body, rtype)?;
+    let body_id = resource::body_id(&resource)
+        .map(|id| {
+            id.parse::<Id>().map_err(|_| {
+                ApiError::Invalid(vec![Issue::at(IssueCode::Value, "id", "not a valid id")])
+            })
+        })
+        .transpose()?;
+    let claims = claims(&state, rtype, &resource);
+    let condition = Conditional {
+        query: &query.types[0],
+        text: &text,
+    };
+    let stored = state
+        .store
+        .update_conditional(rtype, condition, resource, body_id, expected, &claims)
+        .await?;
+    let id = &stored.id;
     let (status, location) = if stored.created {
         (
             StatusCode::CREATED,
