@@ -152,6 +152,11 @@ fn write_test(
     param: &SearchParameter,
     test: &Test,
 ) {
+    match param.code() {
+        "_id" => return id_test(sql, alias, test),
+        "_lastUpdated" => return last_updated_test(sql, alias, test),
+        _ => {}
+    }
     let id = sql.param_id(rtype, param);
     let x = sql.alias("x");
     let rows = |sql: &mut Sql<'_>, table: &str, exists: bool| {
@@ -280,6 +285,79 @@ fn write_test(
             open(sql, "search_composite");
             any_of(sql, values, |sql, parts| composite(sql, &x, parts));
             sql.push("))");
+        }
+    }
+}
+
+/// `_id`, on `resources.id`: a token without a system.
+fn id_test(sql: &mut Sql<'_>, alias: &str, test: &Test) {
+    match test {
+        Test::Missing(missing) => {
+            sql.push(if *missing { "false" } else { "true" });
+        }
+        Test::Token { negated, values } => {
+            let ids: Vec<String> = values
+                .iter()
+                .filter_map(|value| match value {
+                    TokenSearch::Code(id) | TokenSearch::CodeWithoutSystem(id) => Some(id.clone()),
+                    TokenSearch::SystemCode { .. } | TokenSearch::System(_) => None,
+                })
+                .collect();
+            let not = if *negated { "not " } else { "" };
+            sql.push(format_args!("{not}{alias}.id = any("))
+                .bind(ids)
+                .push(")");
+        }
+        // `:text`, `:of-type`: an id has neither.
+        _ => {
+            sql.push("false");
+        }
+    }
+}
+
+/// `_lastUpdated`, on `resources.last_updated`: an instant `t`, kept to the microsecond,
+/// which covers `[t, t + 1 µs)`. Against a search range `[low, high)` (whole microseconds)
+/// every prefix of [`date`] becomes bounds on `t` alone, which the
+/// `(res_type, last_updated)` index answers: `t + 1 µs <= x` is `t < x`, `t + 1 µs > x` is
+/// `t >= x`.
+fn last_updated_test(sql: &mut Sql<'_>, alias: &str, test: &Test) {
+    let t = format!("{alias}.last_updated");
+    match test {
+        Test::Missing(missing) => {
+            sql.push(if *missing { "false" } else { "true" });
+        }
+        Test::Date(values) => any_of(sql, values, |sql, value| {
+            let (low, high) = (value.low, value.high);
+            match value.prefix {
+                Prefix::Eq | Prefix::Ap => {
+                    sql.push(format_args!("{t} >= "))
+                        .bind(low)
+                        .push(format_args!(" and {t} < "))
+                        .bind(high);
+                }
+                Prefix::Ne => {
+                    sql.push(format_args!("not ({t} >= "))
+                        .bind(low)
+                        .push(format_args!(" and {t} < "))
+                        .bind(high)
+                        .push(")");
+                }
+                Prefix::Gt | Prefix::Sa => {
+                    sql.push(format_args!("{t} >= ")).bind(high);
+                }
+                Prefix::Ge => {
+                    sql.push(format_args!("{t} >= ")).bind(low);
+                }
+                Prefix::Lt | Prefix::Eb => {
+                    sql.push(format_args!("{t} < ")).bind(low);
+                }
+                Prefix::Le => {
+                    sql.push(format_args!("{t} < ")).bind(high);
+                }
+            }
+        }),
+        _ => {
+            sql.push("false");
         }
     }
 }

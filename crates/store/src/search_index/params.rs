@@ -34,14 +34,21 @@ struct Listed {
     definition: String,
 }
 
-/// The parameters `registry` indexes for each served type: those with an expression.
+/// Parameters the query side answers from the `resources` row itself (`id`,
+/// `last_updated`): they get no index rows.
+pub(crate) const FROM_RESOURCE_ROW: [&str; 2] = ["_id", "_lastUpdated"];
+
+/// The parameters `registry` indexes for each served type: those with an expression, but
+/// [`FROM_RESOURCE_ROW`].
 fn listed(registry: &'static Registry) -> Vec<Listed> {
     ResourceType::ALL
         .into_iter()
         .flat_map(|rtype| {
             registry
                 .for_type(rtype.as_str())
-                .filter(|param| param.expression().is_some())
+                .filter(|param| {
+                    param.expression().is_some() && !FROM_RESOURCE_ROW.contains(&param.code())
+                })
                 .map(move |param| Listed {
                     rtype,
                     param,
