@@ -60,23 +60,19 @@ fn ids(page: &SearchPage) -> Vec<String> {
 async fn walk(store: &Store, query: &str) -> (Vec<String>, Vec<String>) {
     let mut forwards = Vec::new();
     let mut cursor: Option<String> = None;
-    let mut last = None;
-    loop {
+    let last = loop {
         let mut q = support::search(Some(ResourceType::Patient), query);
         q.cursor = cursor.clone();
         let page = store.search(&q).await.unwrap();
         forwards.extend(ids(&page));
         match page.next.clone() {
             Some(next) => cursor = Some(next),
-            None => {
-                last = Some(page);
-                break;
-            }
+            None => break page,
         }
         assert!(forwards.len() < 100, "paging does not end");
-    }
+    };
     let mut backwards = Vec::new();
-    let mut page = last.unwrap();
+    let mut page = last;
     backwards.splice(0..0, ids(&page));
     while let Some(previous) = page.previous.clone() {
         let mut q = support::search(Some(ResourceType::Patient), query);
