@@ -33,6 +33,8 @@ pub struct Config {
     /// `ANALYTICS_ACCOUNT_QUEUE`: the durable queue of the billing account consumer;
     /// `<queue>.dead` holds what it refused.
     pub account_queue: String,
+    /// `ANALYTICS_PROCESSED_RETENTION_DAYS`: how long a processed event's marker is kept.
+    pub processed_retention: std::time::Duration,
     /// `FHIR_LOG_FORMAT`: `text` or `json`.
     pub log_json: bool,
 }
@@ -76,6 +78,13 @@ impl Config {
                 "ANALYTICS_AUTO_ACCOUNT",
             )?,
             account_queue: get("ANALYTICS_ACCOUNT_QUEUE", "analytics.accounts"),
+            processed_retention: std::time::Duration::from_secs(
+                86_400
+                    * parse::<u64>(
+                        &get("ANALYTICS_PROCESSED_RETENTION_DAYS", "7"),
+                        "ANALYTICS_PROCESSED_RETENTION_DAYS",
+                    )?,
+            ),
             log_json,
         };
         config

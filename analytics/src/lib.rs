@@ -14,6 +14,7 @@ pub mod config;
 pub mod facts;
 pub mod measure_report;
 pub mod projection;
+pub mod prune;
 pub mod rebuild;
 pub mod reports;
 pub mod step;
@@ -117,7 +118,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 }
 
 /// Runs every consumer the configuration asks for until `shutdown` turns true: the
-/// projection, and the billing accounts unless `ANALYTICS_AUTO_ACCOUNT` is false. Each has
+/// projection, and the billing accounts unless `ANALYTICS_AUTO_ACCOUNT` is false; and the
+/// deletion of old processed markers ([`prune`]). Each has
 /// its own queue and connection, so neither holds the other up. Fails only when the
 /// billing accounts' store cannot be opened.
 pub async fn consume_all(
@@ -125,15 +127,17 @@ pub async fn consume_all(
     config: &Config,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
+    let pruning = prune::run(pool.clone(), config.processed_retention, shutdown.clone());
     if !config.auto_account {
         tracing::info!("ANALYTICS_AUTO_ACCOUNT is false: no billing accounts are created");
-        worker::consume(pool, config, shutdown).await;
+        tokio::join!(worker::consume(pool, config, shutdown), pruning);
         return Ok(());
     }
     let writer = accounts::AccountWriter::connect(config).await?;
     tokio::join!(
         worker::consume(pool, config, shutdown.clone()),
         worker::consume_with(worker::Handler::Accounts(writer), config, shutdown),
+        pruning,
     );
     Ok(())
 }

@@ -32,6 +32,8 @@ pub struct Config {
     pub log_json: bool,
     /// `RABBITMQ_URL`: the broker change events are published to (may hold a secret).
     pub rabbitmq_url: String,
+    /// `FHIR_OUTBOX_RETENTION_HOURS`: how long sent change events stay in the outbox.
+    pub outbox_retention: std::time::Duration,
     /// `FHIR_EVENTS`: run the relay that publishes change events. When false the outbox
     /// still fills, so nothing is lost when it is turned back on.
     pub events: bool,
@@ -96,6 +98,12 @@ impl Config {
             log_json,
             rabbitmq_url: get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             events: parse(&get("FHIR_EVENTS", "true"), "FHIR_EVENTS")?,
+            outbox_retention: std::time::Duration::from_secs(
+                3600 * parse::<u64>(
+                    &get("FHIR_OUTBOX_RETENTION_HOURS", "24"),
+                    "FHIR_OUTBOX_RETENTION_HOURS",
+                )?,
+            ),
         })
     }
 
@@ -136,6 +144,7 @@ impl fmt::Debug for Config {
             .field("default_page_size", &self.default_page_size)
             .field("max_page_size", &self.max_page_size)
             .field("conditional_delete_max", &self.conditional_delete_max)
+            .field("outbox_retention", &self.outbox_retention)
             .field("log_json", &self.log_json)
             .field("rabbitmq_url", &redact(&self.rabbitmq_url))
             .field("events", &self.events)

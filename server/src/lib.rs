@@ -115,6 +115,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(tokio::spawn(relay::run(
             store.clone(),
             config.rabbitmq_url.clone(),
+            config.outbox_retention,
             relay_stopped,
         )))
     } else {

@@ -15,6 +15,9 @@ pub const BATCH_SIZE: i64 = 100;
 /// listener that is reconnecting, rows another replica released).
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
+/// How often sent events older than the retention are deleted, and how many at a time.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+const PRUNE_BATCH: i64 = 10_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Why a relay step did not complete; its events stay in the outbox.
@@ -94,12 +97,43 @@ async fn wait(listener: &mut Option<PgListener>, backoff: Option<Duration>) {
     }
 }
 
-/// Runs the relay until `shutdown` turns true (or its sender is dropped).
-pub async fn run(store: Store, url: String, mut shutdown: watch::Receiver<bool>) {
+/// Deletes sent events older than `retention`, a batch at a time; failures are logged and
+/// retried at the next interval.
+async fn prune(store: &Store, retention: Duration) {
+    loop {
+        match store.prune_outbox(retention, PRUNE_BATCH).await {
+            Ok(deleted) if deleted == PRUNE_BATCH as u64 => continue,
+            Ok(deleted) => {
+                if deleted > 0 {
+                    tracing::debug!(deleted, "sent change events pruned from the outbox");
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "pruning the outbox failed; retrying later");
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the relay until `shutdown` turns true (or its sender is dropped); every
+/// [`PRUNE_INTERVAL`] it deletes events sent more than `retention` ago.
+pub async fn run(
+    store: Store,
+    url: String,
+    retention: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut publisher: Option<Publisher> = None;
     let mut listener: Option<PgListener> = None;
     let mut backoff = MIN_BACKOFF;
+    let mut pruned_at = tokio::time::Instant::now();
     while !*shutdown.borrow() {
+        if pruned_at.elapsed() >= PRUNE_INTERVAL {
+            prune(&store, retention).await;
+            pruned_at = tokio::time::Instant::now();
+        }
         if listener.is_none() {
             match store.listen_outbox().await {
                 Ok(active) => listener = Some(active),

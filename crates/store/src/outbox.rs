@@ -89,6 +89,28 @@ impl Store {
         Ok(OutboxBatch { tx, events })
     }
 
+    /// Deletes at most `limit` events the broker confirmed more than `retention` ago, oldest
+    /// first; returns how many. Sent events are kept a while to look into, not for
+    /// delivery: the resource history keeps every version.
+    pub async fn prune_outbox(
+        &self,
+        retention: std::time::Duration,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "delete from outbox where id in (
+                 select id from outbox
+                 where sent_at < now() - make_interval(secs => $1)
+                 order by id limit $2
+             )",
+        )
+        .bind(retention.as_secs_f64())
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// A listener on [`OUTBOX_CHANNEL`], on a connection of its own.
     pub async fn listen_outbox(&self) -> Result<PgListener, StoreError> {
         let mut listener = PgListener::connect_with(&self.pool).await?;

@@ -311,3 +311,38 @@ async fn simultaneous_claims_split_the_outbox(pool: PgPool) {
     );
     assert_eq!(a.events().len() + b.events().len(), 10);
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn pruning_deletes_only_events_sent_before_the_retention(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    for _ in 0..5 {
+        store
+            .create(ResourceType::Patient, patient(), &[], None)
+            .await
+            .unwrap();
+    }
+    store
+        .claim_outbox(3)
+        .await
+        .unwrap()
+        .mark_sent()
+        .await
+        .unwrap();
+    // Two of the three sent an hour ago, one just now; two never sent.
+    sqlx::query(
+        "update outbox set sent_at = now() - interval '1 hour'
+         where id in (select id from outbox where sent_at is not null order by id limit 2)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let minute = Duration::from_secs(60);
+    assert_eq!(store.prune_outbox(minute, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_outbox(minute, 100).await.unwrap(), 1);
+    assert_eq!(store.prune_outbox(minute, 100).await.unwrap(), 0);
+    let left: Vec<(bool,)> = sqlx::query_as("select sent_at is null from outbox order by id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, [(false,), (true,), (true,)]);
+}
