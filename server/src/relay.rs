@@ -77,7 +77,9 @@ async fn drain(
             publisher.insert(connected)
         }
     };
-    while step(store, publisher, BATCH_SIZE).await? == BATCH_SIZE as usize {}
+    // A short batch does not mean the outbox is empty: later changes of a resource in the
+    // batch wait for the next one.
+    while step(store, publisher, BATCH_SIZE).await? > 0 {}
     Ok(())
 }
 

@@ -58,14 +58,21 @@ impl OutboxBatch {
 }
 
 impl Store {
-    /// Claims up to `limit` unsent events, oldest first, skipping rows another relay holds.
+    /// Claims up to `limit` unsent events, oldest first, skipping rows another relay holds,
+    /// and taking no event of a resource that has an older unsent one (held by another
+    /// relay, or in this batch): the changes of one resource are published one batch after
+    /// the other, in version order, however many relays run.
     /// The returned batch holds a transaction (and a pooled connection) until it is marked
     /// sent or dropped.
     pub async fn claim_outbox(&self, limit: i64) -> Result<OutboxBatch, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "select id, event_id::text as event_id, routing_key, payload::text as payload
-             from outbox where sent_at is null
+             from outbox o where sent_at is null
+             and not exists (
+                 select 1 from outbox e
+                 where e.res_key = o.res_key and e.sent_at is null and e.id < o.id
+             )
              order by id limit $1
              for update skip locked",
         )

@@ -108,11 +108,12 @@ static INSERT_FIRST: Statements = Statements::new(|tables: TableSet| {
              select c.rule, c.value, cur.res_type, cur.id
              from cur, unnest($6::text[], $7::text[]) as c(rule, value)
          ), event as (
-             insert into outbox (event_id, routing_key, payload)
+             insert into outbox (event_id, routing_key, payload, res_key)
              select $8::uuid, res_type || '.create',
                     jsonb_build_object('specVersion', 1, 'eventId', $8::text,
                         'action', 'create', 'resourceType', res_type, 'id', id,
-                        'versionId', 1, 'lastUpdated', $9::text, 'resource', content)
+                        'versionId', 1, 'lastUpdated', $9::text, 'resource', content),
+                    key
              from cur
              returning 1
          ), woken as (
@@ -136,12 +137,13 @@ static UPDATE_CURRENT: Statements = Statements::new(|tables: TableSet| {
              insert into resource_history (res_type, id, version, last_updated, method, status, content)
              select res_type, id, $2, $3, 'PUT', $5, content from cur
          ), event as (
-             insert into outbox (event_id, routing_key, payload)
+             insert into outbox (event_id, routing_key, payload, res_key)
              select $6::uuid, res_type || '.' || $8::text,
                     jsonb_build_object('specVersion', 1, 'eventId', $6::text,
                         'action', $8::text, 'resourceType', res_type, 'id', id,
                         'versionId', $2::bigint, 'lastUpdated', $7::text,
-                        'resource', content)
+                        'resource', content),
+                    key
              from cur
              returning 1
          )
@@ -538,11 +540,12 @@ impl Store {
                  insert into resource_history (res_type, id, version, last_updated, method, status)
                  select $1, $2, version, $3, 'DELETE', 204 from cur
              ), event as (
-                 insert into outbox (event_id, routing_key, payload)
+                 insert into outbox (event_id, routing_key, payload, res_key)
                  select $4::uuid, $1::text || '.delete',
                         jsonb_build_object('specVersion', 1, 'eventId', $4::text,
                             'action', 'delete', 'resourceType', $1::text, 'id', $2::text,
-                            'versionId', version, 'lastUpdated', $5::text)
+                            'versionId', version, 'lastUpdated', $5::text),
+                        key
                  from cur
                  returning 1
              ), woken as (

@@ -346,3 +346,39 @@ async fn pruning_deletes_only_events_sent_before_the_retention(pool: PgPool) {
         .unwrap();
     assert_eq!(left, [(false,), (true,), (true,)]);
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn the_changes_of_one_resource_are_claimed_in_version_order(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let pid: Id = "ordered".parse().unwrap();
+    for _ in 0..3 {
+        store
+            .update(ResourceType::Patient, &pid, patient(), None, &[])
+            .await
+            .unwrap();
+    }
+    let other = store
+        .create(ResourceType::Patient, patient(), &[], None)
+        .await
+        .unwrap();
+    assert!(matches!(other, Created::New(_)));
+    let version = |e: &store::OutboxEvent| -> i64 {
+        let payload: Value = serde_json::from_str(&e.payload).unwrap();
+        payload["versionId"].as_i64().unwrap()
+    };
+    // One relay holds version 1; a second gets the other resource only.
+    let first = store.claim_outbox(100).await.unwrap();
+    let second = store.claim_outbox(100).await.unwrap();
+    assert_eq!(first.events().len(), 2, "version 1 and the other resource");
+    assert!(second.events().is_empty());
+    assert_eq!(version(&first.events()[0]), 1);
+    first.mark_sent().await.unwrap();
+    drop(second);
+    for expected in [2, 3] {
+        let batch = store.claim_outbox(100).await.unwrap();
+        let versions: Vec<i64> = batch.events().iter().map(version).collect();
+        assert_eq!(versions, [expected]);
+        batch.mark_sent().await.unwrap();
+    }
+    assert!(store.claim_outbox(100).await.unwrap().events().is_empty());
+}
