@@ -28,6 +28,13 @@ pub struct Config {
     /// `FHIR_CONDITIONAL_DELETE_MAX`: the most resources one conditional delete removes
     /// (1: single deletes only; more matches are 412).
     pub conditional_delete_max: usize,
+    /// `FHIR_AUTH`: `smart` (bearer tokens of the issuer, the default) or `none` (no
+    /// authorisation at all: local experiments only).
+    pub auth_enabled: bool,
+    /// `FHIR_AUTH_ISSUER`: the token issuer (its `iss`; discovery and keys under it).
+    pub auth_issuer: String,
+    /// `FHIR_AUTH_AUDIENCE`: what `aud` must contain; the FHIR base URL by default.
+    pub auth_audience: String,
     /// `FHIR_LOG_FORMAT`: `text` or `json`.
     pub log_json: bool,
     /// `RABBITMQ_URL`: the broker change events are published to (may hold a secret).
@@ -67,7 +74,21 @@ impl Config {
         if default_page_size == 0 || default_page_size > max_page_size {
             bail!("FHIR_DEFAULT_PAGE_SIZE must be between 1 and FHIR_MAX_PAGE_SIZE");
         }
+        let auth_enabled = match get("FHIR_AUTH", "smart").as_str() {
+            "smart" => true,
+            "none" => false,
+            _ => bail!("FHIR_AUTH must be smart or none"),
+        };
+        let auth_issuer = get("FHIR_AUTH_ISSUER", "http://localhost:8081/realms/fhir");
+        auth_issuer
+            .parse::<Url>()
+            .context("FHIR_AUTH_ISSUER is not a URL")?;
+        let auth_audience = lookup("FHIR_AUTH_AUDIENCE")
+            .unwrap_or_else(|| base_url.as_str().trim_end_matches('/').to_owned());
         Ok(Config {
+            auth_enabled,
+            auth_issuer,
+            auth_audience,
             listen_addr: parse(&get("FHIR_LISTEN_ADDR", "0.0.0.0:8080"), "FHIR_LISTEN_ADDR")?,
             base_url,
             database_url: get(
@@ -145,6 +166,9 @@ impl fmt::Debug for Config {
             .field("max_page_size", &self.max_page_size)
             .field("conditional_delete_max", &self.conditional_delete_max)
             .field("outbox_retention", &self.outbox_retention)
+            .field("auth_enabled", &self.auth_enabled)
+            .field("auth_issuer", &self.auth_issuer)
+            .field("auth_audience", &self.auth_audience)
             .field("log_json", &self.log_json)
             .field("rabbitmq_url", &redact(&self.rabbitmq_url))
             .field("events", &self.events)

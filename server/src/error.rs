@@ -4,6 +4,8 @@
 //! |----------------------|--------|-----------------|
 //! | `Invalid`            | 400    | from validation (structure, required, value, code-invalid, invalid) |
 //! | `BadRequest`         | 400    | invalid / value |
+//! | `Unauthorized`       | 401    | login (with `WWW-Authenticate: Bearer error="invalid_token"`) |
+//! | `Forbidden`          | 403    | forbidden       |
 //! | `NotFound`           | 404    | not-found       |
 //! | `UnknownType`        | 404    | not-supported   |
 //! | `MethodNotAllowed`   | 405    | not-supported   |
@@ -13,6 +15,7 @@
 //! | `PreconditionFailed` | 412    | conflict        |
 //! | `TooLarge`           | 413    | too-long        |
 //! | `UnsupportedMediaType` | 415  | not-supported   |
+//! | `Busy`, `AuthUnavailable` | 503 | throttled, transient (with `Retry-After`) |
 //! | `Internal`           | 500    | exception (details logged, never sent) |
 //!
 //! Diagnostics never repeat request content: it may be patient data.
@@ -30,6 +33,12 @@ pub enum ApiError {
     Invalid(Vec<Issue>),
     #[error("bad request")]
     BadRequest(Issue),
+    /// No valid access token.
+    #[error("unauthorized")]
+    Unauthorized(&'static str),
+    /// The access token does not grant the request.
+    #[error("forbidden")]
+    Forbidden(String),
     #[error("not found")]
     NotFound(String),
     #[error("unknown resource type")]
@@ -52,6 +61,9 @@ pub enum ApiError {
     /// Retry-After, as load a client may retry after.
     #[error("busy")]
     Busy,
+    /// The token issuer could not be reached to check a token.
+    #[error("token issuer unavailable")]
+    AuthUnavailable,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -68,6 +80,8 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::UnknownType => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
@@ -76,7 +90,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy | ApiError::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +100,8 @@ impl ApiError {
         match self {
             ApiError::Invalid(issues) => issues,
             ApiError::BadRequest(issue) | ApiError::Conflict(issue) => vec![issue],
+            ApiError::Unauthorized(why) => vec![Issue::error(C::Login, why)],
+            ApiError::Forbidden(why) => vec![Issue::error(C::Forbidden, why)],
             ApiError::NotFound(what) => {
                 vec![Issue::error(C::NotFound, format!("{what} is not known"))]
             }
@@ -114,6 +130,10 @@ impl ApiError {
                 C::Throttled,
                 "the server is busy; retry the request shortly",
             )],
+            ApiError::AuthUnavailable => vec![Issue::error(
+                C::Transient,
+                "the access token cannot be checked now; retry the request shortly",
+            )],
             ApiError::Internal(_) => vec![Issue::error(C::Exception, "internal server error")],
         }
     }
@@ -125,12 +145,19 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %detail, "request failed");
         }
         let status = self.status();
-        let busy = matches!(self, ApiError::Busy);
+        let retry = matches!(self, ApiError::Busy | ApiError::AuthUnavailable);
+        let unauthorized = matches!(self, ApiError::Unauthorized(_));
         let mut response = outcome_response(status, &self.issues());
-        if busy {
+        if retry {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="fhir", error="invalid_token""#),
+            );
         }
         response
     }

@@ -2,6 +2,7 @@
 //! it without a socket; `run(config)` connects the store, starts the change event relay and
 //! serves.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let base_path = state.config.base_path();
     let fhir = routes::fhir_routes();
+    let authenticate = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
     let app = if base_path.is_empty() {
         fhir
     } else {
@@ -50,6 +52,7 @@ pub fn router(state: AppState) -> Router {
             .fallback(|| async { error::ApiError::NotFound("this URL".into()) })
     };
     app.route("/health", get(|| async { "ok" }))
+        .layer(authenticate)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(
             CorsLayer::new()
@@ -123,7 +126,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None
     };
     tracing::info!(addr = %listener.local_addr()?, base = %config.base(), "listening");
-    let served = axum::serve(listener, router(AppState::new(store, config)))
+    let served = axum::serve(listener, router(AppState::new(store, config)?))
         .with_graceful_shutdown(shutdown_signal())
         .await;
     let _ = stop_relay.send(true);

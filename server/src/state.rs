@@ -7,6 +7,8 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use store::Store;
 
+use crate::auth::Auth;
+use crate::auth::token::TokenValidator;
 use crate::config::Config;
 
 /// Connections the analytics reports may hold at once, beside the store's.
@@ -25,21 +27,36 @@ pub struct AppState {
     pub base: Arc<str>,
     /// When the server started (the CapabilityStatement's date).
     pub started: chrono::DateTime<chrono::Utc>,
+    /// How requests are authenticated.
+    pub auth: Auth,
 }
 
 impl AppState {
-    /// State over a connected store.
-    pub fn new(store: Store, config: Config) -> Self {
+    /// State over a connected store. Fails when the token issuer's URL is not usable.
+    pub fn new(store: Store, config: Config) -> anyhow::Result<Self> {
         let analytics = PgPoolOptions::new()
             .max_connections(ANALYTICS_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with((*store.pool().connect_options()).clone());
-        AppState {
+        let auth = if config.auth_enabled {
+            Auth::Tokens(Arc::new(TokenValidator::new(
+                &config.auth_issuer,
+                &config.auth_audience,
+            )?))
+        } else {
+            tracing::warn!(
+                "FHIR_AUTH is none: every request may read and write everything; \
+                 never run this way with real data"
+            );
+            Auth::Off
+        };
+        Ok(AppState {
             base: config.base().into(),
             store,
             analytics,
             config: Arc::new(config),
             started: chrono::Utc::now(),
-        }
+            auth,
+        })
     }
 }

@@ -18,7 +18,8 @@ pub fn init(json: bool) {
     };
 }
 
-/// The span of one request: method, matched route and request id.
+/// The span of one request: method, matched route, request id, and the caller (client,
+/// subject, patient in context: ids, never patient data).
 pub fn request_span<B>(request: &Request<B>) -> Span {
     let route = request
         .extensions()
@@ -29,5 +30,14 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!("request", method = %request.method(), route, request_id)
+    // The caller, recorded once the access token is checked (`auth::authenticate`).
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id,
+        client_id = tracing::field::Empty,
+        subject = tracing::field::Empty,
+        patient = tracing::field::Empty,
+    )
 }

@@ -14,11 +14,15 @@ use tower::ServiceExt;
 fn app(pool: PgPool) -> Router {
     let config = Config::from_lookup(|name| match name {
         "FHIR_BASE_URL" => Some("http://fhir.test/fhir".into()),
+        // These tests are about the API; authorisation has its own.
+        "FHIR_AUTH" => Some("none".into()),
         "FHIR_MAX_BODY_BYTES" => Some("4096".into()),
         _ => None,
     })
     .unwrap_or_else(|e| panic!("test config: {e}"));
-    router(AppState::new(Store::from_pool(pool), config))
+    router(
+        AppState::new(Store::from_pool(pool), config).unwrap_or_else(|e| panic!("test state: {e}")),
+    )
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {

@@ -19,9 +19,9 @@
 //!   event tests consume from (default [`DEFAULT_RABBITMQ_URL`]).
 //!
 //! The server process does not inherit the caller's `FHIR_*` and `DATABASE_*`
-//! variables: it gets its own listen address, base URL, database and a body
-//! limit of [`MAX_BODY_BYTES`], plus whatever a test passes to
-//! [`TestServer::start_with_env`].
+//! variables: it gets its own listen address, base URL, database, a body
+//! limit of [`MAX_BODY_BYTES`] and `FHIR_AUTH=none`, plus whatever a test passes
+//! to [`TestServer::start_with_env`] (`FHIR_AUTH=smart` for authorisation tests).
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -273,6 +273,9 @@ impl TestServer {
                 .env("FHIR_BASE_URL", &self.base)
                 .env("DATABASE_URL", &self.db_url)
                 .env("FHIR_MAX_BODY_BYTES", MAX_BODY_BYTES.to_string())
+                // Authorisation is on by default; tests of other things turn it off, and
+                // those of authorisation turn it on (`start_with_env`).
+                .env("FHIR_AUTH", "none")
                 .env("RUST_LOG", log_filter);
             for (name, value) in &self.extra_env {
                 cmd.env(name, value);

@@ -63,6 +63,8 @@ pub enum IssueCode {
     Login,
     /// Refused for load: try again later.
     Throttled,
+    /// A transient problem (a service the server needs is unreachable): try again later.
+    Transient,
 }
 
 impl IssueCode {
@@ -87,6 +89,7 @@ impl IssueCode {
             IssueCode::TooCostly => "too-costly",
             IssueCode::Forbidden => "forbidden",
             IssueCode::Login => "login",
+            IssueCode::Transient => "transient",
         }
     }
 }

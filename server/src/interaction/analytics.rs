@@ -21,8 +21,10 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
+use smart::Interaction;
 use store::StoreError;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{Negotiated, QueryParams, fhir_body};
 use crate::state::AppState;
@@ -45,9 +47,11 @@ const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 
 /// `GET [base]/$analytics`: the reports as a Bundle of MeasureReports.
 pub async fn measure_reports(
     State(state): State<AppState>,
+    principal: Principal,
     Negotiated(format): Negotiated,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
+    require_reports(&principal)?;
     let reports = read(&state, &params).await?;
     let bundle = measure_report::bundle(&reports, Utc::now());
     let mut response = fhir_body(StatusCode::OK, format, bundle.to_string())?;
@@ -58,8 +62,10 @@ pub async fn measure_reports(
 /// `GET [base]/$analytics.json`: the reports as JSON.
 pub async fn json(
     State(state): State<AppState>,
+    principal: Principal,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
+    require_reports(&principal)?;
     let reports = read(&state, &params).await?;
     let body = serde_json::to_string(&reports).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut response = with_type(body, "application/json");
@@ -85,6 +91,21 @@ pub async fn dashboard() -> Response {
 /// `GET [base]/$analytics.js`: the dashboard's script.
 pub async fn dashboard_script() -> Response {
     with_type(DASHBOARD_JS.to_owned(), "text/javascript; charset=utf-8")
+}
+
+/// Reports aggregate every patient: only read access to [`SCOPE_RESOURCE_TYPE`] at system or
+/// user level grants them.
+fn require_reports(principal: &Principal) -> Result<(), ApiError> {
+    let grant = principal
+        .permissions
+        .grants_unstored(SCOPE_RESOURCE_TYPE, Interaction::Read);
+    if grant.is_unrestricted() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the reports need read access to {SCOPE_RESOURCE_TYPE} (a system/ or user/ scope)"
+        )))
+    }
 }
 
 /// The parameters, then the reports in one snapshot.

@@ -7,15 +7,19 @@ use axum::response::Response;
 use fhir_core::ResourceType;
 use store::{Conditional, Created};
 
+use smart::Interaction;
+
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::{FhirBody, Negotiated, Return, with_version_headers, write_response};
-use crate::interaction::{claims, parse_body, search};
+use crate::interaction::{check_write, claims, parse_body, search};
 use crate::state::AppState;
 
 /// Stores a new resource under a server-assigned id (any id in the body is replaced).
 /// With `If-None-Exist`, an existing match is answered with 200 and nothing is written.
 pub async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     crate::http::TypePath(rtype): crate::http::TypePath,
     Negotiated(format): Negotiated,
     prefer: Return,
@@ -29,10 +33,17 @@ pub async fn create(
             let value = value
                 .to_str()
                 .map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
-            search::condition(&state, registry, rtype, &condition_params(value))
+            search::condition(
+                &state,
+                &principal,
+                registry,
+                rtype,
+                &condition_params(value),
+            )
         })
         .transpose()?;
     let resource = parse_body(&body, rtype)?;
+    check_write(&state, &principal, rtype, Interaction::Create, &resource)?;
     let claims = claims(&state, rtype, &resource);
     let condition = condition.as_ref().map(|(query, text)| Conditional {
         query: &query.types[0],

@@ -11,6 +11,10 @@ use fhir_core::resource::format_instant;
 use serde_json::value::RawValue;
 use store::{HistoryQuery, HistoryRow, HistoryScope};
 
+use smart::{Grant, Interaction};
+
+use crate::auth::Principal;
+use crate::auth::access::{permits_text, require};
 use crate::error::ApiError;
 use crate::http::{InstancePath, Negotiated, QueryParams, TypePath, etag, fhir_body};
 use crate::state::AppState;
@@ -21,43 +25,76 @@ const CURSOR: &str = "_cursor";
 /// History of one resource.
 pub async fn instance(
     State(state): State<AppState>,
+    principal: Principal,
     InstancePath(rtype, id): InstancePath,
     negotiated: Negotiated,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
+    require(&principal, rtype, Interaction::Read)?;
     let path = format!("{rtype}/{id}/_history");
-    history(
-        state,
-        HistoryScope::Instance(rtype, id),
-        &path,
-        negotiated,
-        params,
-    )
-    .await
+    let scope = HistoryScope::Instance(rtype, id);
+    history(state, &principal, scope, &path, negotiated, params).await
 }
 
 /// History of every resource of a type.
 pub async fn type_level(
     State(state): State<AppState>,
+    principal: Principal,
     TypePath(rtype): TypePath,
     negotiated: Negotiated,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
+    require(&principal, rtype, Interaction::Search)?;
     let path = format!("{rtype}/_history");
-    history(state, HistoryScope::Type(rtype), &path, negotiated, params).await
+    let scope = HistoryScope::Type(rtype);
+    history(state, &principal, scope, &path, negotiated, params).await
 }
 
 /// History of every resource on the server.
 pub async fn system(
     State(state): State<AppState>,
+    principal: Principal,
     negotiated: Negotiated,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    history(state, HistoryScope::System, "_history", negotiated, params).await
+    if principal.permissions.types_searchable().is_empty() {
+        return Err(ApiError::Forbidden(
+            "the access token grants no search on any type".into(),
+        ));
+    }
+    let scope = HistoryScope::System;
+    history(state, &principal, scope, "_history", negotiated, params).await
+}
+
+/// The versions a caller may see of a page: all of them with full access; with access
+/// limited to a patient's compartment, those in it (deletions, which hold no content, are
+/// left out). A page may thus hold fewer entries than `_count`.
+fn visible(
+    state: &AppState,
+    principal: &Principal,
+    scope: &HistoryScope,
+    row: &HistoryRow,
+) -> bool {
+    let interaction = match scope {
+        HistoryScope::Instance(..) => Interaction::Read,
+        _ => Interaction::Search,
+    };
+    let Ok(rtype) = row.res_type.parse() else {
+        return false;
+    };
+    match principal.permissions.grants(rtype, interaction) {
+        Grant::Unrestricted => true,
+        Grant::Denied => false,
+        grant => row
+            .content
+            .as_deref()
+            .is_some_and(|content| permits_text(state, rtype, &grant, content)),
+    }
 }
 
 async fn history(
     state: AppState,
+    principal: &Principal,
     scope: HistoryScope,
     path: &str,
     Negotiated(format): Negotiated,
@@ -79,15 +116,19 @@ async fn history(
         })
         .transpose()?;
 
-    let page = state
-        .store
-        .history(&HistoryQuery {
-            scope,
-            since,
-            before,
-            count,
-        })
-        .await?;
+    let query = HistoryQuery {
+        scope,
+        since,
+        before,
+        count,
+    };
+    let mut page = state.store.history(&query).await?;
+    let shown = page.rows.len();
+    page.rows
+        .retain(|row| visible(&state, principal, &query.scope, row));
+    if page.rows.len() < shown {
+        page.total = None;
+    }
 
     let base = &state.base;
     let mut query = format!("_count={count}");

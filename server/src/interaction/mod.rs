@@ -16,9 +16,35 @@ use fhir_core::{Issue, IssueCode, ResourceType};
 use serde_json::Value;
 use store::Claim;
 
+use smart::{Grant, Interaction};
+
+use crate::auth::Principal;
+use crate::auth::access::{permits, require};
 use crate::error::ApiError;
 use crate::http::FhirBody;
 use crate::state::AppState;
+
+/// The grant of a write (`interaction`) of `resource` to `rtype`: 403 unless the caller's
+/// scopes grant it on that resource (a patient's compartment: the resource must be in it).
+fn check_write(
+    state: &AppState,
+    principal: &Principal,
+    rtype: ResourceType,
+    interaction: Interaction,
+    resource: &Value,
+) -> Result<Grant, ApiError> {
+    let grant = require(principal, rtype, interaction)?;
+    let registry = state.store.registry()?;
+    if permits(registry, rtype, &grant, resource, &state.base) {
+        Ok(grant)
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the access token does not grant this {} on {rtype}: the resource is outside \
+             the patient compartment or the scope's constraints",
+            interaction.name()
+        )))
+    }
+}
 
 /// Parses and validates a write's body as a resource of `rtype`.
 fn parse_body(body: &FhirBody, rtype: ResourceType) -> Result<Value, ApiError> {

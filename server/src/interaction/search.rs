@@ -22,6 +22,10 @@ use fhir_core::{Issue, IssueCode, ResourceType, Severity};
 use serde_json::value::RawValue;
 use store::{Found, MAX_INCLUDED, SearchPage};
 
+use smart::Interaction;
+
+use crate::auth::Principal;
+use crate::auth::access::{permits_text, require, restrict};
 use crate::error::ApiError;
 use crate::http::{Negotiated, QueryParams, TypePath, fhir_body};
 use crate::state::AppState;
@@ -32,17 +36,27 @@ const FORMAT_PARAMS: [&str; 2] = ["_format", "_pretty"];
 /// `GET [base]/[type]?...`
 pub async fn type_get(
     State(state): State<AppState>,
+    principal: Principal,
     TypePath(rtype): TypePath,
     negotiated: Negotiated,
     headers: HeaderMap,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    search(&state, Some(rtype), negotiated, &headers, params.0).await
+    search(
+        &state,
+        &principal,
+        Some(rtype),
+        negotiated,
+        &headers,
+        params.0,
+    )
+    .await
 }
 
 /// `POST [base]/[type]/_search`, parameters in the query string and the form body.
 pub async fn type_post(
     State(state): State<AppState>,
+    principal: Principal,
     TypePath(rtype): TypePath,
     negotiated: Negotiated,
     headers: HeaderMap,
@@ -50,29 +64,39 @@ pub async fn type_post(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = with_form(params, &headers, &body)?;
-    search(&state, Some(rtype), negotiated, &headers, params).await
+    search(
+        &state,
+        &principal,
+        Some(rtype),
+        negotiated,
+        &headers,
+        params,
+    )
+    .await
 }
 
 /// `GET [base]?...` (usually with `_type`).
 pub async fn system_get(
     State(state): State<AppState>,
+    principal: Principal,
     negotiated: Negotiated,
     headers: HeaderMap,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    search(&state, None, negotiated, &headers, params.0).await
+    search(&state, &principal, None, negotiated, &headers, params.0).await
 }
 
 /// `POST [base]/_search`.
 pub async fn system_post(
     State(state): State<AppState>,
+    principal: Principal,
     negotiated: Negotiated,
     headers: HeaderMap,
     params: QueryParams,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = with_form(params, &headers, &body)?;
-    search(&state, None, negotiated, &headers, params).await
+    search(&state, &principal, None, negotiated, &headers, params).await
 }
 
 /// The query string's parameters, then the form body's (an empty body may have any or no
@@ -138,9 +162,12 @@ pub fn parse<'r>(
 
 /// The search of a conditional interaction (`If-None-Exist`, `PUT [type]?...`,
 /// `DELETE [type]?...`): strict, since a parameter left out would widen what matches, and
-/// with at least one criterion. Returns the query and its canonical text.
+/// with at least one criterion; limited to what the caller may search, so that a match the
+/// caller could not find stays out of the decision. Returns the query and its canonical
+/// text.
 pub fn condition<'r>(
     state: &AppState,
+    principal: &Principal,
     registry: &'r fhir_core::search::Registry,
     rtype: ResourceType,
     params: &[(String, String)],
@@ -152,7 +179,7 @@ pub fn condition<'r>(
         .collect();
     let mut options = options(state, &HeaderMap::new());
     options.handling = Handling::Strict;
-    let query = SearchQuery::parse(registry, Some(rtype), &params, &options)
+    let mut query = SearchQuery::parse(registry, Some(rtype), &params, &options)
         .map_err(|e| ApiError::BadRequest(e.to_issue()))?;
     if query.types.iter().all(|t| t.criteria.is_empty()) {
         return Err(ApiError::bad_request(
@@ -160,22 +187,66 @@ pub fn condition<'r>(
         ));
     }
     let text = query.query_string_with_cursor(None);
+    let grant = require(principal, rtype, Interaction::Search)?;
+    for type_query in &mut query.types {
+        restrict(registry, &state.base, type_query, &grant);
+    }
     Ok((query, text))
 }
 
 async fn search(
     state: &AppState,
+    principal: &Principal,
     rtype: Option<ResourceType>,
     Negotiated(format): Negotiated,
     headers: &HeaderMap,
     params: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
     let registry = state.store.registry()?;
-    let query = parse(state, registry, rtype, headers, &params)?;
-    let page = state.store.search(&query).await?;
+    let mut query = parse(state, registry, rtype, headers, &params)?;
+    authorize(state, principal, registry, &mut query, &params)?;
+    let mut page = state.store.search(&query).await?;
+    page.included.retain(|found| {
+        let grant = principal
+            .permissions
+            .grants(found.resource_type, Interaction::Read);
+        permits_text(state, found.resource_type, &grant, &found.content)
+    });
     let bundle = searchset(&state.base, &query, page)?;
     let json = serde_json::to_string(&bundle).map_err(|e| ApiError::Internal(e.to_string()))?;
     fhir_body(StatusCode::OK, format, json)
+}
+
+/// Limits a search to what the caller may search: a type without a grant is refused (named
+/// in `_type` or searched at type level) or left out (a system-level search without
+/// `_type`); a restricted grant adds its criteria.
+fn authorize<'r>(
+    state: &AppState,
+    principal: &Principal,
+    registry: &'r fhir_core::search::Registry,
+    query: &mut SearchQuery<'r>,
+    params: &[(String, String)],
+) -> Result<(), ApiError> {
+    let named = query.resource_type.is_some() || params.iter().any(|(name, _)| name == "_type");
+    let mut refused = None;
+    query.types.retain_mut(|type_query| {
+        let grant = principal
+            .permissions
+            .grants(type_query.resource_type, Interaction::Search);
+        if !grant.is_allowed() {
+            refused.get_or_insert(type_query.resource_type);
+            return false;
+        }
+        restrict(registry, &state.base, type_query, &grant);
+        true
+    });
+    match refused {
+        Some(rtype) if named => require(principal, rtype, Interaction::Search).map(|_| ()),
+        _ if query.types.is_empty() => Err(ApiError::Forbidden(
+            "the access token grants no search on any type".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The Bundle of one page.

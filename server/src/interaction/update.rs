@@ -9,17 +9,22 @@ use fhir_core::resource;
 use fhir_core::{Id, Issue, IssueCode};
 use store::Conditional;
 
+use smart::{Grant, Interaction};
+
+use crate::auth::Principal;
+use crate::auth::access::{permits_text, restrict};
 use crate::error::ApiError;
 use crate::http::{
     FhirBody, InstancePath, Negotiated, QueryParams, Return, TypePath, if_match,
     with_version_headers, write_response,
 };
-use crate::interaction::{check_body_id, claims, parse_body, search};
+use crate::interaction::{check_body_id, check_write, claims, parse_body, search};
 use crate::state::AppState;
 
 /// Stores a new version (200), or the first one under the client's id (201).
 pub async fn update(
     State(state): State<AppState>,
+    principal: Principal,
     InstancePath(rtype, id): InstancePath,
     Negotiated(format): Negotiated,
     prefer: Return,
@@ -29,6 +34,8 @@ pub async fn update(
     let expected = if_match(&headers)?;
     let resource = parse_body(&body, rtype)?;
     check_body_id(&resource, id.as_str())?;
+    let grant = check_write(&state, &principal, rtype, Interaction::Update, &resource)?;
+    check_stored(&state, rtype, &id, &grant).await?;
     let claims = claims(&state, rtype, &resource);
     let stored = state
         .store
@@ -63,8 +70,10 @@ pub async fn update(
 /// Conditional update, `PUT [base]/[type]?search` (http://hl7.org/fhir/R4/http.html#cond-update):
 /// no match creates (201, under the body's id when it has one), one match is updated (200;
 /// a body id must be the match's), several are 412.
+#[expect(clippy::too_many_arguments, reason = "an axum handler: one per extractor")]
 pub async fn conditional(
     State(state): State<AppState>,
+    principal: Principal,
     TypePath(rtype): TypePath,
     Negotiated(format): Negotiated,
     prefer: Return,
@@ -73,9 +82,12 @@ pub async fn conditional(
     body: FhirBody,
 ) -> Result<Response, ApiError> {
     let registry = state.store.registry()?;
-    let (query, text) = search::condition(&state, registry, rtype, &params.0)?;
+    let (mut query, text) = search::condition(&state, &principal, registry, rtype, &params.0)?;
     let expected = if_match(&headers)?;
     let resource = parse_body(&body, rtype)?;
+    let grant = check_write(&state, &principal, rtype, Interaction::Update, &resource)?;
+    // The match is updated: it must be granted too.
+    restrict(registry, &state.base, &mut query.types[0], &grant);
     let body_id = resource::body_id(&resource)
         .map(|id| {
             id.parse::<Id>().map_err(|_| {
@@ -117,4 +129,24 @@ pub async fn conditional(
         stored.last_updated,
         location,
     ))
+}
+
+/// With access limited by a grant, the stored version of `rtype/id` (when there is one) must
+/// be granted too: a write could otherwise take over a resource outside the compartment.
+pub(super) async fn check_stored(
+    state: &AppState,
+    rtype: fhir_core::ResourceType,
+    id: &Id,
+    grant: &Grant,
+) -> Result<(), ApiError> {
+    if grant.is_unrestricted() {
+        return Ok(());
+    }
+    let current = state.store.read(rtype, id).await?;
+    match current.and_then(|c| c.content.filter(|_| !c.deleted)) {
+        Some(content) if !permits_text(state, rtype, grant, &content) => Err(ApiError::Forbidden(
+            format!("the access token does not grant writing {rtype}/{id}"),
+        )),
+        _ => Ok(()),
+    }
 }

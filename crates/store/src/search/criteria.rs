@@ -109,6 +109,15 @@ fn write_condition(sql: &mut Sql<'_>, rtype: ResourceType, alias: &str, conditio
             }
             sql.push("))");
         }
+        Condition::Any(alternatives) => {
+            sql.push("(false");
+            for criteria in alternatives {
+                sql.push(" or (true");
+                write_criteria(sql, rtype, alias, criteria);
+                sql.push(")");
+            }
+            sql.push(")");
+        }
         Condition::Has {
             source,
             param,

@@ -136,6 +136,10 @@ pub enum Condition<'r> {
         param: &'r SearchParameter,
         condition: Box<Condition<'r>>,
     },
+    /// One of several alternatives holds, each an AND-list. Never parsed from a request: the
+    /// server adds it for its own restrictions (an access grant limited to a patient's
+    /// compartment, or to a scope's constraints). No alternative: nothing matches.
+    Any(Vec<Vec<Condition<'r>>>),
 }
 
 /// One type a chain continues into, with the rest of the chain resolved for it.

@@ -1,0 +1,214 @@
+//! The token issuer's signing keys, found through OpenID discovery
+//! (`<issuer>/.well-known/openid-configuration`, then its `jwks_uri`) on first use, cached,
+//! and fetched again when a token names a key id the cache does not hold (at most once per
+//! [`REFRESH_INTERVAL`], so that tokens with made-up key ids cannot make the server hammer
+//! the issuer).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::Jwk;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
+use openidconnect::{
+    AdditionalProviderMetadata, IssuerUrl, JsonWebKeySet, JsonWebKeySetUrl, ProviderMetadata,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, RwLock};
+use tokio::time::Instant;
+
+/// The least time between two fetches of the issuer's keys.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a request to the issuer may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Discovery fields beyond OpenID Connect's that SMART clients are told about.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ExtraMetadata {
+    pub introspection_endpoint: Option<String>,
+    pub revocation_endpoint: Option<String>,
+}
+
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+type Metadata = ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// The issuer's endpoints, as its discovery document gives them.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub issuer: String,
+    pub authorization: Option<String>,
+    pub token: Option<String>,
+    pub jwks: String,
+    pub introspection: Option<String>,
+    pub revocation: Option<String>,
+}
+
+/// Why no key could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The issuer could not be reached or answered nonsense (not the client's fault).
+    #[error("the token issuer is unavailable: {0}")]
+    Unavailable(String),
+    /// The issuer has no key with that id, even after fetching its keys again.
+    #[error("unknown signing key")]
+    UnknownKey,
+}
+
+struct Discovered {
+    endpoints: Endpoints,
+    jwks_uri: JsonWebKeySetUrl,
+    keys: HashMap<String, DecodingKey>,
+}
+
+/// The keys of one issuer.
+pub struct IssuerKeys {
+    issuer: IssuerUrl,
+    http: reqwest::Client,
+    discovered: RwLock<Option<Discovered>>,
+    /// When the keys were last fetched (or tried).
+    fetched_at: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for IssuerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerKeys")
+            .field("issuer", &self.issuer.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerKeys {
+    /// Keys of `issuer`, fetched on first use.
+    pub fn new(issuer: &str) -> Result<Self, KeyError> {
+        let issuer = IssuerUrl::new(issuer.to_owned())
+            .map_err(|e| KeyError::Unavailable(format!("issuer URL: {e}")))?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| KeyError::Unavailable(e.to_string()))?;
+        Ok(IssuerKeys {
+            issuer,
+            http,
+            discovered: RwLock::new(None),
+            fetched_at: Mutex::new(None),
+        })
+    }
+
+    /// The key `kid` names.
+    pub async fn key(&self, kid: &str) -> Result<DecodingKey, KeyError> {
+        if let Some(key) = self.cached(kid).await {
+            return Ok(key);
+        }
+        self.refresh().await?;
+        self.cached(kid).await.ok_or(KeyError::UnknownKey)
+    }
+
+    /// The issuer's endpoints (discovering them when needed).
+    pub async fn endpoints(&self) -> Result<Endpoints, KeyError> {
+        if let Some(discovered) = self.discovered.read().await.as_ref() {
+            return Ok(discovered.endpoints.clone());
+        }
+        self.refresh().await?;
+        self.discovered
+            .read()
+            .await
+            .as_ref()
+            .map(|d| d.endpoints.clone())
+            .ok_or_else(|| KeyError::Unavailable("not discovered yet".into()))
+    }
+
+    async fn cached(&self, kid: &str) -> Option<DecodingKey> {
+        self.discovered
+            .read()
+            .await
+            .as_ref()
+            .and_then(|d| d.keys.get(kid).cloned())
+    }
+
+    /// Discovers the issuer (first time) or fetches its keys again, unless that was done
+    /// less than [`REFRESH_INTERVAL`] ago.
+    async fn refresh(&self) -> Result<(), KeyError> {
+        let mut fetched_at = self.fetched_at.lock().await;
+        let have = self.discovered.read().await.is_some();
+        if have && fetched_at.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL) {
+            return Ok(());
+        }
+        *fetched_at = Some(Instant::now());
+        let jwks_uri = self
+            .discovered
+            .read()
+            .await
+            .as_ref()
+            .map(|d| d.jwks_uri.clone());
+        match jwks_uri {
+            Some(uri) => {
+                let set: JsonWebKeySet<CoreJsonWebKey> =
+                    JsonWebKeySet::fetch_async(&uri, &self.http)
+                        .await
+                        .map_err(|e| KeyError::Unavailable(e.to_string()))?;
+                let keys = decoding_keys(&set);
+                if let Some(discovered) = self.discovered.write().await.as_mut() {
+                    discovered.keys = keys;
+                }
+            }
+            None => {
+                let metadata = Metadata::discover_async(self.issuer.clone(), &self.http)
+                    .await
+                    .map_err(|e| KeyError::Unavailable(e.to_string()))?;
+                let extra = metadata.additional_metadata();
+                let endpoints = Endpoints {
+                    issuer: metadata.issuer().as_str().to_owned(),
+                    authorization: Some(metadata.authorization_endpoint().as_str().to_owned()),
+                    token: metadata.token_endpoint().map(|t| t.as_str().to_owned()),
+                    jwks: metadata.jwks_uri().as_str().to_owned(),
+                    introspection: extra.introspection_endpoint.clone(),
+                    revocation: extra.revocation_endpoint.clone(),
+                };
+                *self.discovered.write().await = Some(Discovered {
+                    endpoints,
+                    jwks_uri: metadata.jwks_uri().clone(),
+                    keys: decoding_keys(metadata.jwks()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The verification keys of a key set, by key id: keys without an id, or that do not
+/// convert (an unknown type), are left out.
+fn decoding_keys(set: &JsonWebKeySet<CoreJsonWebKey>) -> HashMap<String, DecodingKey> {
+    let Ok(serde_json::Value::Object(set)) = serde_json::to_value(set) else {
+        return HashMap::new();
+    };
+    let Some(serde_json::Value::Array(keys)) = set.get("keys") else {
+        return HashMap::new();
+    };
+    keys.iter()
+        .filter_map(|key| serde_json::from_value::<Jwk>(key.clone()).ok())
+        .filter_map(|jwk| {
+            let kid = jwk.common.key_id.clone()?;
+            let key = DecodingKey::from_jwk(&jwk).ok()?;
+            Some((kid, key))
+        })
+        .collect()
+}

@@ -1,0 +1,121 @@
+//! Access tokens: a JWT signed by the configured issuer with one of its current keys, for
+//! this server (`aud`), not expired. What it says about the caller becomes a [`Principal`].
+//!
+//! Accepted algorithms: RS256, RS384, ES256, ES384. `none` and the HMAC ones are refused
+//! (an HMAC key would be a secret the server shares with the issuer; RFC 8725 §3.1).
+//! `exp` is required; `exp` and `nbf` are checked with [`LEEWAY_SECONDS`] of clock skew.
+
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
+use serde::Deserialize;
+use smart::{ContextScope, Permissions, Scopes};
+
+use super::Principal;
+use super::keys::{IssuerKeys, KeyError};
+
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECONDS: u64 = 30;
+const ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
+/// Why a token was refused. The reasons are fixed texts: they never quote the token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the access token is not a well-formed JWT")]
+    Malformed,
+    #[error("the access token's signing algorithm is not accepted")]
+    Algorithm,
+    #[error("the access token is signed by an unknown key")]
+    UnknownKey,
+    #[error("the access token is expired, not yet valid, or not for this server")]
+    Invalid,
+    /// The issuer could not be asked for its keys: not the client's fault.
+    #[error("the token issuer cannot be reached")]
+    Unavailable,
+}
+
+/// The claims Ferrum reads.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    #[serde(default)]
+    scope: Option<String>,
+    /// SMART's patient context (a claim the realm adds from the user's attribute).
+    #[serde(default)]
+    patient: Option<String>,
+    #[serde(default, rename = "fhirUser")]
+    fhir_user: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+}
+
+/// Checks tokens of one issuer, for one audience.
+#[derive(Debug)]
+pub struct TokenValidator {
+    keys: IssuerKeys,
+    issuer: String,
+    audience: String,
+}
+
+impl TokenValidator {
+    pub fn new(issuer: &str, audience: &str) -> Result<Self, KeyError> {
+        Ok(TokenValidator {
+            keys: IssuerKeys::new(issuer)?,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        })
+    }
+
+    /// The issuer's keys and endpoints.
+    pub fn keys(&self) -> &IssuerKeys {
+        &self.keys
+    }
+
+    /// Who `token` speaks for, when it is valid.
+    pub async fn validate(&self, token: &str) -> Result<Principal, TokenError> {
+        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if !ALGORITHMS.contains(&header.alg) {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.key(&kid).await.map_err(|e| match e {
+            KeyError::UnknownKey => TokenError::UnknownKey,
+            KeyError::Unavailable(reason) => {
+                tracing::warn!(%reason, "cannot fetch the token issuer's keys");
+                TokenError::Unavailable
+            }
+        })?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        let claims = decode::<Claims>(token, &key, &validation)
+            .map_err(|_| TokenError::Invalid)?
+            .claims;
+        Ok(principal(claims))
+    }
+}
+
+/// The caller a valid token's claims describe.
+fn principal(claims: Claims) -> Principal {
+    let scopes = Scopes::parse(claims.scope.as_deref().unwrap_or_default());
+    let patient = claims
+        .patient
+        .as_deref()
+        .and_then(|p| p.trim_start_matches("Patient/").parse().ok());
+    Principal {
+        client_id: claims.azp.or(claims.client_id),
+        subject: claims.sub,
+        fhir_user: claims.fhir_user,
+        launch_patient: scopes.has(ContextScope::LaunchPatient),
+        permissions: Permissions::new(scopes.into_resource(), patient),
+    }
+}
