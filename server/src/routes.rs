@@ -6,6 +6,7 @@
 //! | GET    | /                                 | search-system      |
 //! | POST   | /_search                          | search-system      |
 //! | GET    | /metadata                         | capabilities       |
+//! | GET    | /.well-known/smart-configuration  | SMART discovery (JSON) |
 //! | GET    | /_history                         | history-system     |
 //! | GET    | /$analytics                       | operation `analytics`: MeasureReports (a Bundle) |
 //! | GET    | /$analytics.json                  | the same reports as JSON |
@@ -24,7 +25,7 @@
 //!
 //! All of them live under the path of `FHIR_BASE_URL`; `/health` sits outside it.
 //!
-//! Access (for the SMART guard): `/metadata` is public; the analytics reports need read
+//! Access (for the SMART guard): `/metadata` and `/.well-known/smart-configuration` are public; the analytics reports need read
 //! access to `MeasureReport` in a `system/` or `user/` scope
 //! ([`analytics::SCOPE_RESOURCE_TYPE`]); the dashboard page and script hold no data;
 //! every other route needs the scope of its resource type and interaction.
@@ -38,7 +39,8 @@ use fhir_core::ResourceType;
 
 use crate::error::ApiError;
 use crate::interaction::{
-    analytics, capabilities, create, delete, history, read, search, update, vread,
+    analytics, capabilities, create, delete, history, read, search, smart_configuration, update,
+    vread,
 };
 use crate::state::AppState;
 
@@ -84,6 +86,10 @@ pub fn fhir_routes() -> Router<AppState> {
         .route(
             "/_search",
             answer_405(get(search::system_get).post(search::system_post)),
+        )
+        .route(
+            "/.well-known/smart-configuration",
+            answer_405(get(smart_configuration::smart_configuration)),
         )
         .route("/metadata", answer_405(get(capabilities::capabilities)))
         .route("/_history", answer_405(get(history::system)))

@@ -74,7 +74,8 @@ pub enum KeyError {
 
 struct Discovered {
     endpoints: Endpoints,
-    jwks_uri: JsonWebKeySetUrl,
+    /// Where the keys come from; `None` for keys given up front.
+    jwks_uri: Option<JsonWebKeySetUrl>,
     keys: HashMap<String, DecodingKey>,
 }
 
@@ -111,6 +112,27 @@ impl IssuerKeys {
             discovered: RwLock::new(None),
             fetched_at: Mutex::new(None),
         })
+    }
+
+    /// Keys given up front, never fetched (in-process tests sign their own tokens).
+    pub fn fixed(issuer: &str, keys: HashMap<String, DecodingKey>) -> Result<Self, KeyError> {
+        let fixed = IssuerKeys::new(issuer)?;
+        *fixed
+            .discovered
+            .try_write()
+            .map_err(|e| KeyError::Unavailable(e.to_string()))? = Some(Discovered {
+            endpoints: Endpoints {
+                issuer: issuer.to_owned(),
+                authorization: None,
+                token: None,
+                jwks: String::new(),
+                introspection: None,
+                revocation: None,
+            },
+            jwks_uri: None,
+            keys,
+        });
+        Ok(fixed)
     }
 
     /// The key `kid` names.
@@ -160,7 +182,8 @@ impl IssuerKeys {
             .as_ref()
             .map(|d| d.jwks_uri.clone());
         match jwks_uri {
-            Some(uri) => {
+            Some(None) => {}
+            Some(Some(uri)) => {
                 let set: JsonWebKeySet<CoreJsonWebKey> =
                     JsonWebKeySet::fetch_async(&uri, &self.http)
                         .await
@@ -185,7 +208,7 @@ impl IssuerKeys {
                 };
                 *self.discovered.write().await = Some(Discovered {
                     endpoints,
-                    jwks_uri: metadata.jwks_uri().clone(),
+                    jwks_uri: Some(metadata.jwks_uri().clone()),
                     keys: decoding_keys(metadata.jwks()),
                 });
             }

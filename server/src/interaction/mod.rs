@@ -7,6 +7,7 @@ pub mod delete;
 pub mod history;
 pub mod read;
 pub mod search;
+pub mod smart_configuration;
 pub mod update;
 pub mod vread;
 

@@ -33,6 +33,39 @@ use crate::state::AppState;
 /// Parameters about the response format, not the search.
 const FORMAT_PARAMS: [&str; 2] = ["_format", "_pretty"];
 
+/// The most criteria (AND) one search may have per type, beyond which it is refused as too
+/// costly: each is a subquery to plan and run, and hundreds take the planner minutes.
+pub const MAX_CRITERIA: usize = 32;
+
+/// The parameters a search understands: format parameters left out. A NUL character cannot
+/// be stored or matched (PostgreSQL text has none): such a search is malformed.
+fn search_params(params: &[(String, String)]) -> Result<Vec<(&str, &str)>, ApiError> {
+    if params
+        .iter()
+        .any(|(name, value)| name.contains('\0') || value.contains('\0'))
+    {
+        return Err(ApiError::bad_request(
+            "a search parameter holds a NUL character",
+        ));
+    }
+    Ok(params
+        .iter()
+        .filter(|(name, _)| !FORMAT_PARAMS.contains(&name.as_str()))
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect())
+}
+
+/// Refuses a query with more than [`MAX_CRITERIA`] criteria on a type.
+fn check_cost(query: &SearchQuery<'_>) -> Result<(), ApiError> {
+    if query.types.iter().any(|t| t.criteria.len() > MAX_CRITERIA) {
+        return Err(ApiError::BadRequest(Issue::error(
+            IssueCode::TooCostly,
+            format!("a search may combine at most {MAX_CRITERIA} criteria"),
+        )));
+    }
+    Ok(())
+}
+
 /// `GET [base]/[type]?...`
 pub async fn type_get(
     State(state): State<AppState>,
@@ -151,13 +184,11 @@ pub fn parse<'r>(
     headers: &HeaderMap,
     params: &[(String, String)],
 ) -> Result<SearchQuery<'r>, ApiError> {
-    let params: Vec<(&str, &str)> = params
-        .iter()
-        .filter(|(name, _)| !FORMAT_PARAMS.contains(&name.as_str()))
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
-    SearchQuery::parse(registry, rtype, &params, &options(state, headers))
-        .map_err(|e| ApiError::BadRequest(e.to_issue()))
+    let params = search_params(params)?;
+    let query = SearchQuery::parse(registry, rtype, &params, &options(state, headers))
+        .map_err(|e| ApiError::BadRequest(e.to_issue()))?;
+    check_cost(&query)?;
+    Ok(query)
 }
 
 /// The search of a conditional interaction (`If-None-Exist`, `PUT [type]?...`,
@@ -172,15 +203,12 @@ pub fn condition<'r>(
     rtype: ResourceType,
     params: &[(String, String)],
 ) -> Result<(SearchQuery<'r>, String), ApiError> {
-    let params: Vec<(&str, &str)> = params
-        .iter()
-        .filter(|(name, _)| !FORMAT_PARAMS.contains(&name.as_str()))
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
+    let params = search_params(params)?;
     let mut options = options(state, &HeaderMap::new());
     options.handling = Handling::Strict;
     let mut query = SearchQuery::parse(registry, Some(rtype), &params, &options)
         .map_err(|e| ApiError::BadRequest(e.to_issue()))?;
+    check_cost(&query)?;
     if query.types.iter().all(|t| t.criteria.is_empty()) {
         return Err(ApiError::bad_request(
             "a conditional interaction needs search criteria",

@@ -70,7 +70,10 @@ pub async fn update(
 /// Conditional update, `PUT [base]/[type]?search` (http://hl7.org/fhir/R4/http.html#cond-update):
 /// no match creates (201, under the body's id when it has one), one match is updated (200;
 /// a body id must be the match's), several are 412.
-#[expect(clippy::too_many_arguments, reason = "an axum handler: one per extractor")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "an axum handler: one per extractor"
+)]
 pub async fn conditional(
     State(state): State<AppState>,
     principal: Principal,

@@ -94,7 +94,8 @@ fn write_condition(sql: &mut Sql<'_>, rtype: ResourceType, alias: &str, conditio
                 "{alias}.key in (select {x}.res_key from search_reference {x} \
                  join resources {t} on {t}.res_type = left({x}.target_type, 256) \
                  and {t}.id = left({x}.target_id, 256) \
-                 where {x}.param = {id} and {x}.target_id is not null and not {t}.deleted and ("
+                 where {x}.param = {id} and {x}.target_id is not null and {x}.url is null \
+                 and not {t}.deleted and ("
             ));
             for (n, target) in targets.iter().enumerate() {
                 if n > 0 {
@@ -129,7 +130,8 @@ fn write_condition(sql: &mut Sql<'_>, rtype: ResourceType, alias: &str, conditio
             sql.push(format_args!(
                 "{alias}.id in (select left({x}.target_id, 256) from search_reference {x} \
                  join resources {s} on {s}.key = {x}.res_key \
-                 where {x}.param = {id} and left({x}.target_type, 256) = '{rtype}' and "
+                 where {x}.param = {id} and {x}.target_id is not null and {x}.url is null \
+                 and left({x}.target_type, 256) = '{rtype}' and "
             ));
             write_condition(sql, *source, &s, condition);
             sql.push(")");
@@ -625,6 +627,10 @@ fn reference(sql: &mut Sql<'_>, x: &str, value: &ReferenceSearch) {
             id,
             version,
         } => {
+            // Local: not a reference to another server that happens to end alike.
+            sql.push(format_args!(
+                "{x}.target_id is not null and {x}.url is null and "
+            ));
             text_equals(sql, &format!("{x}.target_id"), id);
             if let Some(rtype) = resource_type {
                 sql.push(" and ");

@@ -99,7 +99,7 @@ async fn targets(
         format!(
             "select distinct on (t.key) {COLUMNS} from search_reference x \
              join resources t on t.res_type = left(x.target_type, 256) and t.id = left(x.target_id, 256) \
-             where not t.deleted and x.res_key = any("
+             where not t.deleted and x.target_id is not null and x.url is null and x.res_key = any("
         )
         .as_str(),
     );
@@ -140,7 +140,8 @@ async fn sources(
         .push(
             "::text[]) as m(res_type, id) \
              join search_reference x on left(x.target_id, 256) = m.id \
-             and left(x.target_type, 256) = m.res_type and x.param = any(",
+             and left(x.target_type, 256) = m.res_type and x.target_id is not null \
+             and x.url is null and x.param = any(",
         )
         .bind(param_ids(ids, inc))
         .push(format_args!(
