@@ -35,6 +35,8 @@ use fhir_core::search::query::{
 use fhir_core::search::{Registry, SearchParamType};
 use serde_json::{Map, Value, json};
 
+use crate::auth::Auth;
+use crate::auth::keys::Endpoints;
 use crate::error::ApiError;
 use crate::http::{Negotiated, fhir_body};
 use crate::routes::{SYSTEM_INTERACTIONS, SYSTEM_OPERATIONS, TYPE_INTERACTIONS};
@@ -45,7 +47,54 @@ pub async fn capabilities(
     State(state): State<AppState>,
     Negotiated(format): Negotiated,
 ) -> Result<Response, ApiError> {
-    fhir_body(StatusCode::OK, format, statement(&state).to_string())
+    let mut statement = statement(&state);
+    if let Auth::Tokens(validator) = &state.auth {
+        // Without the issuer's endpoints the statement still says SMART is required.
+        let endpoints = validator.keys().endpoints().await.ok();
+        statement["rest"][0]["security"] = security(endpoints.as_ref());
+    }
+    fhir_body(StatusCode::OK, format, statement.to_string())
+}
+
+/// `rest.security` when tokens are required: the SMART-on-FHIR service and the issuer's
+/// OAuth endpoints (http://hl7.org/fhir/smart-app-launch/conformance.html).
+pub fn security(endpoints: Option<&Endpoints>) -> Value {
+    let mut security = json!({
+        "cors": true,
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR",
+            }],
+            "text": "OAuth 2 bearer tokens of the SMART on FHIR authorisation server",
+        }],
+        "description": "Every request but /metadata and /.well-known/smart-configuration \
+            needs a bearer token; SMART scopes (v1 and v2; patient/, user/, system/) decide \
+            what it may read and write.",
+    });
+    let uris: Vec<Value> = endpoints
+        .map(|e| {
+            [
+                ("authorize", &e.authorization),
+                ("token", &e.token),
+                ("introspect", &e.introspection),
+                ("revoke", &e.revocation),
+            ]
+            .into_iter()
+            .filter_map(|(name, uri)| {
+                uri.as_ref()
+                    .map(|uri| json!({"url": name, "valueUri": uri}))
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    if !uris.is_empty() {
+        security["extension"] = json!([{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": uris,
+        }]);
+    }
+    security
 }
 
 /// The CapabilityStatement of this server.
@@ -328,6 +377,36 @@ fn description_for<'d>(description: &'d str, rtype: &str) -> &'d str {
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_names_smart_and_the_oauth_endpoints() {
+        let endpoints = Endpoints {
+            issuer: "http://kc/realms/fhir".into(),
+            authorization: Some("http://kc/auth".into()),
+            token: Some("http://kc/token".into()),
+            jwks: "http://kc/certs".into(),
+            introspection: Some("http://kc/introspect".into()),
+            revocation: None,
+        };
+        let with_uris = security(Some(&endpoints));
+        assert_eq!(
+            with_uris["service"][0]["coding"][0]["code"],
+            "SMART-on-FHIR"
+        );
+        let uris = &with_uris["extension"][0];
+        assert_eq!(
+            uris["url"],
+            "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+        );
+        let names: Vec<&str> = uris["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["url"].as_str())
+            .collect();
+        assert_eq!(names, ["authorize", "token", "introspect"]);
+        assert!(security(None).get("extension").is_none());
+    }
 
     #[test]
     fn every_control_parameter_is_documented() {
