@@ -35,6 +35,12 @@ pub struct Config {
     pub auth_issuer: String,
     /// `FHIR_AUTH_AUDIENCE`: what `aud` must contain; the FHIR base URL by default.
     pub auth_audience: String,
+    /// `FHIR_AUTH_INTROSPECTION_CLIENT_ID` and `FHIR_AUTH_INTROSPECTION_CLIENT_SECRET`
+    /// (holds a secret): when both are set, tokens that are not JWTs are introspected.
+    pub auth_introspection: Option<(String, String)>,
+    /// `FHIR_AUTH_INTROSPECT_ALL`: introspect JWTs too (revoked tokens are refused at once,
+    /// at the cost of a call to the issuer per request).
+    pub auth_introspect_all: bool,
     /// `FHIR_LOG_FORMAT`: `text` or `json`.
     pub log_json: bool,
     /// `RABBITMQ_URL`: the broker change events are published to (may hold a secret).
@@ -85,10 +91,30 @@ impl Config {
             .context("FHIR_AUTH_ISSUER is not a URL")?;
         let auth_audience = lookup("FHIR_AUTH_AUDIENCE")
             .unwrap_or_else(|| base_url.as_str().trim_end_matches('/').to_owned());
+        let auth_introspection = match (
+            lookup("FHIR_AUTH_INTROSPECTION_CLIENT_ID"),
+            lookup("FHIR_AUTH_INTROSPECTION_CLIENT_SECRET"),
+        ) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            (None, None) => None,
+            _ => bail!(
+                "FHIR_AUTH_INTROSPECTION_CLIENT_ID and FHIR_AUTH_INTROSPECTION_CLIENT_SECRET \
+                 go together"
+            ),
+        };
+        let auth_introspect_all = parse(
+            &get("FHIR_AUTH_INTROSPECT_ALL", "false"),
+            "FHIR_AUTH_INTROSPECT_ALL",
+        )?;
+        if auth_introspect_all && auth_introspection.is_none() {
+            bail!("FHIR_AUTH_INTROSPECT_ALL needs FHIR_AUTH_INTROSPECTION_CLIENT_ID and _SECRET");
+        }
         Ok(Config {
             auth_enabled,
             auth_issuer,
             auth_audience,
+            auth_introspection,
+            auth_introspect_all,
             listen_addr: parse(&get("FHIR_LISTEN_ADDR", "0.0.0.0:8080"), "FHIR_LISTEN_ADDR")?,
             base_url,
             database_url: get(
@@ -169,6 +195,11 @@ impl fmt::Debug for Config {
             .field("auth_enabled", &self.auth_enabled)
             .field("auth_issuer", &self.auth_issuer)
             .field("auth_audience", &self.auth_audience)
+            .field(
+                "auth_introspection_client",
+                &self.auth_introspection.as_ref().map(|(id, _)| id),
+            )
+            .field("auth_introspect_all", &self.auth_introspect_all)
             .field("log_json", &self.log_json)
             .field("rabbitmq_url", &redact(&self.rabbitmq_url))
             .field("events", &self.events)

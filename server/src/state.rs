@@ -8,6 +8,7 @@ use sqlx::postgres::PgPoolOptions;
 use store::Store;
 
 use crate::auth::Auth;
+use crate::auth::introspection::Credentials;
 use crate::auth::token::TokenValidator;
 use crate::config::Config;
 
@@ -39,10 +40,15 @@ impl AppState {
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with((*store.pool().connect_options()).clone());
         let auth = if config.auth_enabled {
-            Auth::Tokens(Arc::new(TokenValidator::new(
-                &config.auth_issuer,
-                &config.auth_audience,
-            )?))
+            let mut validator = TokenValidator::new(&config.auth_issuer, &config.auth_audience)?;
+            if let Some((client_id, client_secret)) = &config.auth_introspection {
+                let credentials = Credentials {
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                };
+                validator = validator.with_introspection(credentials, config.auth_introspect_all);
+            }
+            Auth::Tokens(Arc::new(validator))
         } else {
             tracing::warn!(
                 "FHIR_AUTH is none: every request may read and write everything; \

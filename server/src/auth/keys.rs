@@ -135,6 +135,11 @@ impl IssuerKeys {
         Ok(fixed)
     }
 
+    /// The HTTP client that talks to the issuer.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The key `kid` names.
     pub async fn key(&self, kid: &str) -> Result<DecodingKey, KeyError> {
         if let Some(key) = self.cached(kid).await {

@@ -8,6 +8,7 @@
 //! everything.
 
 pub mod access;
+pub mod introspection;
 pub mod keys;
 pub mod token;
 

@@ -4,12 +4,15 @@
 //! Accepted algorithms: RS256, RS384, ES256, ES384. `none` and the HMAC ones are refused
 //! (an HMAC key would be a secret the server shares with the issuer; RFC 8725 §3.1).
 //! `exp` is required; `exp` and `nbf` are checked with [`LEEWAY_SECONDS`] of clock skew.
+//! A token that is not a JWT is introspected when that is configured
+//! ([`super::introspection`]), and refused otherwise.
 
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::Deserialize;
 use smart::{ContextScope, Permissions, Scopes};
 
 use super::Principal;
+use super::introspection::{Credentials, introspect};
 use super::keys::{IssuerKeys, KeyError};
 
 /// Clock skew tolerated on `exp` and `nbf`.
@@ -37,22 +40,22 @@ pub enum TokenError {
     Unavailable,
 }
 
-/// The claims Ferrum reads.
+/// The claims Ferrum reads (from a JWT, or an introspection answer).
 #[derive(Debug, Deserialize)]
-struct Claims {
+pub struct Claims {
     #[serde(default)]
-    scope: Option<String>,
+    pub scope: Option<String>,
     /// SMART's patient context (a claim the realm adds from the user's attribute).
     #[serde(default)]
-    patient: Option<String>,
+    pub patient: Option<String>,
     #[serde(default, rename = "fhirUser")]
-    fhir_user: Option<String>,
+    pub fhir_user: Option<String>,
     #[serde(default)]
-    azp: Option<String>,
+    pub azp: Option<String>,
     #[serde(default)]
-    client_id: Option<String>,
+    pub client_id: Option<String>,
     #[serde(default)]
-    sub: Option<String>,
+    pub sub: Option<String>,
 }
 
 /// Checks tokens of one issuer, for one audience.
@@ -61,6 +64,10 @@ pub struct TokenValidator {
     keys: IssuerKeys,
     issuer: String,
     audience: String,
+    /// Set: tokens that are not JWTs are introspected with these credentials.
+    introspection: Option<Credentials>,
+    /// Introspect JWTs too, instead of checking them locally.
+    introspect_all: bool,
 }
 
 impl TokenValidator {
@@ -69,7 +76,17 @@ impl TokenValidator {
             keys: IssuerKeys::new(issuer)?,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            introspection: None,
+            introspect_all: false,
         })
+    }
+
+    /// The same validator, introspecting opaque tokens (and JWTs too, with `all`) with
+    /// `credentials`.
+    pub fn with_introspection(mut self, credentials: Credentials, all: bool) -> Self {
+        self.introspection = Some(credentials);
+        self.introspect_all = all;
+        self
     }
 
     /// A validator with keys given up front (in-process tests sign their own tokens).
@@ -82,6 +99,8 @@ impl TokenValidator {
             keys: IssuerKeys::fixed(issuer, keys)?,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            introspection: None,
+            introspect_all: false,
         })
     }
 
@@ -92,7 +111,14 @@ impl TokenValidator {
 
     /// Who `token` speaks for, when it is valid.
     pub async fn validate(&self, token: &str) -> Result<Principal, TokenError> {
-        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let header = match (decode_header(token), &self.introspection) {
+            (_, Some(credentials)) if self.introspect_all => {
+                return self.introspect(credentials, token).await;
+            }
+            (Ok(header), _) => header,
+            (Err(_), Some(credentials)) => return self.introspect(credentials, token).await,
+            (Err(_), None) => return Err(TokenError::Malformed),
+        };
         if !ALGORITHMS.contains(&header.alg) {
             return Err(TokenError::Algorithm);
         }
@@ -113,6 +139,32 @@ impl TokenValidator {
         let claims = decode::<Claims>(token, &key, &validation)
             .map_err(|_| TokenError::Invalid)?
             .claims;
+        Ok(principal(claims))
+    }
+
+    /// An opaque token, as the issuer's introspection endpoint describes it.
+    async fn introspect(
+        &self,
+        credentials: &Credentials,
+        token: &str,
+    ) -> Result<Principal, TokenError> {
+        let endpoints = self
+            .keys
+            .endpoints()
+            .await
+            .map_err(|_| TokenError::Unavailable)?;
+        let Some(url) = endpoints.introspection else {
+            return Err(TokenError::Malformed);
+        };
+        let claims = introspect(
+            self.keys.http(),
+            &url,
+            credentials,
+            &self.issuer,
+            &self.audience,
+            token,
+        )
+        .await?;
         Ok(principal(claims))
     }
 }
