@@ -106,5 +106,6 @@ pub async fn introspect(
         azp: extra.azp.clone(),
         client_id: answer.client_id().map(|c| c.as_str().to_owned()),
         sub: answer.sub().map(str::to_owned),
+        exp: answer.exp().map(|exp| exp.timestamp()),
     })
 }
