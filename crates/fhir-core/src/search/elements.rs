@@ -93,6 +93,9 @@ pub(super) struct Selection {
     /// The system every selected `code` element implies; `None` when there is none, or the
     /// branches disagree.
     pub(super) implied_system: Option<&'static str>,
+    /// The expression selects at most one element of a resource: one path, no repeating
+    /// element along it.
+    pub(super) single_valued: bool,
 }
 
 /// One branch resolved: its element types and, for a single `code` element, the path of
@@ -100,6 +103,8 @@ pub(super) struct Selection {
 struct Branch {
     types: Vec<String>,
     code_element: Option<String>,
+    /// No element along the path repeats.
+    single: bool,
 }
 
 /// What `expression` (the branch of a definition for `base`) selects.
@@ -111,6 +116,7 @@ pub(super) fn describe(base: &str, expression: &str) -> Selection {
     let Some(branches) = branches else {
         return Selection::default();
     };
+    let single_valued = matches!(branches.as_slice(), [branch] if branch.single);
     let mut types: Vec<String> = Vec::new();
     for branch in &branches {
         for t in &branch.types {
@@ -131,6 +137,7 @@ pub(super) fn describe(base: &str, expression: &str) -> Selection {
                 return Selection {
                     types: Some(types),
                     implied_system: None,
+                    single_valued,
                 };
             }
             (None, Some(system)) => implied = Some(system),
@@ -138,6 +145,7 @@ pub(super) fn describe(base: &str, expression: &str) -> Selection {
                 return Selection {
                     types: Some(types),
                     implied_system: None,
+                    single_valued,
                 };
             }
             _ => {}
@@ -146,6 +154,7 @@ pub(super) fn describe(base: &str, expression: &str) -> Selection {
     Selection {
         types: Some(types),
         implied_system: implied,
+        single_valued,
     }
 }
 
@@ -210,11 +219,13 @@ fn resolve(base: &str, branch: &str) -> Option<Branch> {
     // element extends it.
     let mut defined_in = base.to_string();
     let mut segments = segments.peekable();
+    let mut single = true;
     while let Some(segment) = segments.next() {
         if !is_identifier(segment) {
             return None;
         }
         let children: Vec<_> = model.children(parent, segment).collect();
+        single &= children.iter().all(|child| !child.repeats);
         if segments.peek().is_none() {
             let mut types: Vec<String> = Vec::new();
             for child in &children {
@@ -233,6 +244,7 @@ fn resolve(base: &str, branch: &str) -> Option<Branch> {
             return Some(Branch {
                 types,
                 code_element,
+                single,
             });
         }
         let [child] = children.as_slice() else {
@@ -267,6 +279,22 @@ mod tests {
 
     fn types(base: &str, expression: &str) -> Option<Vec<String>> {
         describe(base, expression).types
+    }
+
+    #[test]
+    fn single_valued_paths_have_no_repeating_element() {
+        let single = |base: &str, expression: &str| describe(base, expression).single_valued;
+        assert!(single("Patient", "Patient.birthDate"));
+        assert!(single("Invoice", "Invoice.totalGross"));
+        assert!(single("Account", "Account.servicePeriod"));
+        assert!(single("Patient", "Patient.deceased"));
+        assert!(!single("Patient", "Patient.name"));
+        assert!(!single("Patient", "Patient.address.city"));
+        assert!(!single(
+            "Patient",
+            "Patient.name.family | Patient.birthDate"
+        ));
+        assert!(!single("Patient", "Patient.extension('x')"));
     }
 
     #[test]

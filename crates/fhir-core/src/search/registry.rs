@@ -178,6 +178,13 @@ impl SearchParameter {
     pub fn implied_system(&self) -> Option<&'static str> {
         self.selection.implied_system
     }
+
+    /// Whether a resource has at most one element this parameter selects (`Patient.birthDate`,
+    /// `Invoice.totalGross`; not `Patient.name`): then conditions repeated on it (AND) hold
+    /// for the same value.
+    pub fn is_single_valued(&self) -> bool {
+        self.selection.single_valued
+    }
 }
 
 /// A definition the registry cannot use. Built-in definitions are checked by the tests, so

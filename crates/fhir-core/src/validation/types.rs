@@ -27,6 +27,8 @@ pub(crate) struct Child {
     pub(crate) type_name: &'static str,
     /// How the values under `key` are typed.
     pub(crate) kind: ChildKind,
+    /// The element may hold more than one value (`max` above 1).
+    pub(crate) repeats: bool,
 }
 
 /// The element a JSON property of a complex value stands for.
@@ -70,11 +72,17 @@ impl ElementModel {
             .get(parent.0)
             .and_then(|s| s.elements.iter().find(|e| &*e.name == name))
             .into_iter()
-            .flat_map(|element| element.variants.iter())
-            .map(|variant| Child {
+            .flat_map(|element| {
+                element
+                    .variants
+                    .iter()
+                    .map(move |variant| (element.max > 1, variant))
+            })
+            .map(|(repeats, variant)| Child {
                 key: &variant.key,
                 type_name: &variant.type_name,
                 kind: kind(variant.target),
+                repeats,
             })
     }
 

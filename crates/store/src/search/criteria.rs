@@ -70,15 +70,77 @@ impl<'p> Sql<'p> {
 }
 
 /// Writes ` and <condition>` for each criterion on the resource row `alias` of `rtype`.
+/// Ordered tests (date, number, quantity) repeated on a single-valued parameter
+/// (`birthdate=ge1961-07-10&birthdate=lt1961-07-13`) are one subquery whose row meets all of
+/// them: the resource has one such value, so this is the same condition, and the index sees
+/// both bounds at once.
 pub(super) fn write_criteria(
     sql: &mut Sql<'_>,
     rtype: ResourceType,
     alias: &str,
     criteria: &[Condition<'_>],
 ) {
-    for condition in criteria {
+    let mut done = vec![false; criteria.len()];
+    for (i, condition) in criteria.iter().enumerate() {
+        if done[i] {
+            continue;
+        }
         sql.push(" and ");
-        write_condition(sql, rtype, alias, condition);
+        let Some((param, _)) = ordered_on_single_value(condition) else {
+            write_condition(sql, rtype, alias, condition);
+            continue;
+        };
+        let mut tests = Vec::new();
+        for (j, other) in criteria.iter().enumerate().skip(i) {
+            if let Some((other_param, test)) = ordered_on_single_value(other)
+                && std::ptr::eq(param, other_param)
+            {
+                tests.push(test);
+                done[j] = true;
+            }
+        }
+        let id = sql.param_id(rtype, param);
+        let x = sql.alias("x");
+        sql.push(format_args!(
+            "{alias}.key in (select {x}.res_key from {} {x} where {x}.param = {id}",
+            table(param.kind())
+        ));
+        for test in tests {
+            sql.push(" and (");
+            ordered_values(sql, &x, test);
+            sql.push(")");
+        }
+        sql.push(")");
+    }
+}
+
+/// The parameter and test of a date, number or quantity test on a single-valued parameter.
+fn ordered_on_single_value<'c, 'r>(
+    condition: &'c Condition<'r>,
+) -> Option<(&'r SearchParameter, &'c Test)> {
+    match condition {
+        Condition::Match { param, test }
+            if param.is_single_valued()
+                && !matches!(param.code(), "_id" | "_lastUpdated")
+                && matches!(test, Test::Date(_) | Test::Number(_) | Test::Quantity(_)) =>
+        {
+            Some((param, test))
+        }
+        _ => None,
+    }
+}
+
+/// The values of a date, number or quantity test (OR) against the index row `x`.
+fn ordered_values(sql: &mut Sql<'_>, x: &str, test: &Test) {
+    match test {
+        Test::Date(values) => any_of(sql, values, |sql, value| date_row(sql, x, value)),
+        Test::Number(values) => any_of(sql, values, |sql, value| {
+            number(sql, &format!("{x}.value"), value)
+        }),
+        Test::Quantity(values) => any_of(sql, values, |sql, value| quantity(sql, x, value)),
+        _ => {
+            sql.push("false");
+        }
     }
 }
 
@@ -261,23 +323,9 @@ fn write_test(
             any_of(sql, values, |sql, value| of_type(sql, &x, value));
             sql.push("))");
         }
-        Test::Date(values) => {
-            open(sql, "search_date");
-            any_of(sql, values, |sql, value| {
-                date(sql, &format!("{x}.low"), &format!("{x}.high"), value)
-            });
-            sql.push("))");
-        }
-        Test::Number(values) => {
-            open(sql, "search_number");
-            any_of(sql, values, |sql, value| {
-                number(sql, &format!("{x}.value"), value)
-            });
-            sql.push("))");
-        }
-        Test::Quantity(values) => {
-            open(sql, "search_quantity");
-            any_of(sql, values, |sql, value| quantity(sql, &x, value));
+        Test::Date(_) | Test::Number(_) | Test::Quantity(_) => {
+            open(sql, table(param.kind()));
+            ordered_values(sql, &x, test);
             sql.push("))");
         }
         Test::Reference(values) => {
@@ -516,17 +564,43 @@ fn of_type(sql: &mut Sql<'_>, x: &str, value: &OfTypeSearch) {
     }
 }
 
-/// A date search value against the `[low, high)` columns (docs/search.md, "Dates"). `eq`
-/// adds `low < high of the value`, implied by the others, so that the index range is
-/// bounded on both sides.
+/// The range a `search_date` row covers, as its GiST index holds it.
+fn date_range(x: &str) -> String {
+    format!("tstzrange(least({x}.low, {x}.high), greatest({x}.low, {x}.high), '[]')")
+}
+
+/// A date search value against the `[low, high)` of a `search_date` row `x`: first the
+/// range the prefix implies the row overlaps (what the GiST index answers), then the exact
+/// condition of [`date`].
+fn date_row(sql: &mut Sql<'_>, x: &str, value: &DateSearch) {
+    let (vl, vh) = (value.low, value.high);
+    // The bounds of the implied overlap; `None`: unbounded.
+    let (from, to) = match value.prefix {
+        Prefix::Eq | Prefix::Ap => (Some(vl), Some(vh)),
+        Prefix::Gt | Prefix::Sa => (Some(vh), None),
+        Prefix::Ge => (Some(vl), None),
+        Prefix::Lt | Prefix::Eb => (None, Some(vl)),
+        Prefix::Le => (None, Some(vh)),
+        Prefix::Ne => {
+            date(sql, &format!("{x}.low"), &format!("{x}.high"), value);
+            return;
+        }
+    };
+    sql.push(format_args!("{} && tstzrange(", date_range(x)))
+        .bind(from)
+        .push("::timestamptz, ")
+        .bind(to)
+        .push("::timestamptz, '[]') and ");
+    date(sql, &format!("{x}.low"), &format!("{x}.high"), value);
+}
+
+/// A date search value against `[low, high)` columns (docs/search.md, "Dates").
 fn date(sql: &mut Sql<'_>, low: &str, high: &str, value: &DateSearch) {
     let (vl, vh) = (value.low, value.high);
     match value.prefix {
         Prefix::Eq => {
             sql.push(format_args!("{low} >= "))
                 .bind(vl)
-                .push(format_args!(" and {low} < "))
-                .bind(vh)
                 .push(format_args!(" and {high} <= "))
                 .bind(vh);
         }

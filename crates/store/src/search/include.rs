@@ -153,7 +153,12 @@ async fn sources(
 
 /// Runs a statement whose rows are resources reached.
 async fn fetch(mut sql: Sql<'_>, conn: &mut PgConnection) -> Result<Vec<Reached>, StoreError> {
-    let rows = sql.builder.build().fetch_all(&mut *conn).await?;
+    let rows = sql
+        .builder
+        .build()
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|row| {
             Ok(Reached {

@@ -6,6 +6,11 @@
 //! `_count + 1` of them (one more tells whether there is a next page), joined to their
 //! content. No `offset`: a deep page costs what the first one does. Totals, `_include` and
 //! `_revinclude` are statements of their own, run only when asked for.
+//!
+//! Search statements are sent unnamed (not prepared for reuse): PostgreSQL then plans each
+//! one with its values. A prepared statement switches to a plan made without them after a
+//! few runs, and for a search that plan is often far worse (the value decides which index
+//! is selective).
 
 mod criteria;
 mod cursor;
@@ -107,7 +112,12 @@ impl Store {
                 " from p join resources r on r.key = p.key order by {}",
                 order_by(&columns, "p", backwards)
             ));
-            let mut rows = sql.builder.build().fetch_all(&mut *conn).await?;
+            let mut rows = sql
+                .builder
+                .build()
+                .persistent(false)
+                .fetch_all(&mut *conn)
+                .await?;
             let more = rows.len() > query.count as usize;
             rows.truncate(query.count as usize);
             if backwards {
@@ -169,7 +179,12 @@ impl Store {
             .push(" and not r.deleted");
         write_criteria(&mut sql, query.resource_type, "r", &query.criteria);
         sql.push(" limit ").bind(limit);
-        let rows = sql.builder.build().fetch_all(&mut *conn).await?;
+        let rows = sql
+            .builder
+            .build()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
         Ok(rows.into_iter().map(|row| row.get("id")).collect())
     }
 
@@ -267,7 +282,13 @@ async fn count(
     let mut sql = Sql::new(ids, "with m as (");
     write_matches(&mut sql, query, &[]);
     sql.push(") select count(*) from m");
-    let total: i64 = sql.builder.build().fetch_one(&mut *conn).await?.get(0);
+    let total: i64 = sql
+        .builder
+        .build()
+        .persistent(false)
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0);
     Ok(total.max(0) as u64)
 }
 
@@ -280,7 +301,13 @@ async fn estimate(
     let mut sql = Sql::new(ids, "explain (format json) with m as (");
     write_matches(&mut sql, query, &[]);
     sql.push(") select key from m");
-    let plan: serde_json::Value = sql.builder.build().fetch_one(&mut *conn).await?.get(0);
+    let plan: serde_json::Value = sql
+        .builder
+        .build()
+        .persistent(false)
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0);
     let rows = plan
         .pointer("/0/Plan/Plan Rows")
         .and_then(serde_json::Value::as_f64)
