@@ -481,3 +481,47 @@ async fn reports_need_system_or_user_access_to_measure_reports(pool: PgPool) {
         assert_eq!(answer.status, status, "{scope}");
     }
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn chains_and_has_are_searches_of_their_types(pool: PgPool) {
+    let app = app(pool);
+    two_patients(&app).await;
+    // Chaining into Patient searches Patients: it needs their scope.
+    let invoices_only = token("user/Invoice.rs", None);
+    let chained = call(
+        &app,
+        "GET",
+        "Invoice?subject:Patient.name=b",
+        Some(&invoices_only),
+        None,
+    )
+    .await;
+    assert_eq!(chained.status, StatusCode::FORBIDDEN);
+    let both = token("user/Invoice.rs user/Patient.rs", None);
+    let chained = call(
+        &app,
+        "GET",
+        "Invoice?subject:Patient.name=b",
+        Some(&both),
+        None,
+    )
+    .await;
+    assert_eq!(ids(&chained.body, "match"), ["Invoice/inv-b"]);
+    // A patient cannot learn about another patient through a record they share.
+    let a = token("patient/*.rs launch/patient", Some("a"));
+    for (path, expected) in [
+        (
+            "Organization?_has:Invoice:issuer:subject=Patient/b",
+            Vec::<&str>::new(),
+        ),
+        (
+            "Organization?_has:Invoice:issuer:subject=Patient/a",
+            vec!["Organization/org"],
+        ),
+        ("Invoice?subject:Patient.name=b", vec![]),
+    ] {
+        let answer = call(&app, "GET", path, Some(&a), None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        assert_eq!(ids(&answer.body, "match"), expected, "{path}");
+    }
+}

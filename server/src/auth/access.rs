@@ -191,3 +191,59 @@ pub fn restrict<'r>(
         query.criteria.push(condition);
     }
 }
+
+/// Limits the chains and `_has` of `criteria` to what the caller may search: a chain into a
+/// type, or a `_has` from one, is a search of that type (it can tell what its resources
+/// hold), so it needs that type's `s` grant (403 otherwise) and meets its restriction.
+pub fn restrict_nested<'r>(
+    principal: &Principal,
+    registry: &'r Registry,
+    server_base: &str,
+    criteria: &mut [Condition<'r>],
+) -> Result<(), ApiError> {
+    for condition in criteria {
+        match condition {
+            Condition::Chain { targets, .. } => {
+                for target in targets {
+                    let rtype = target.resource_type;
+                    restrict_inner(
+                        principal,
+                        registry,
+                        server_base,
+                        rtype,
+                        &mut target.condition,
+                    )?;
+                }
+            }
+            Condition::Has {
+                source, condition, ..
+            } => {
+                restrict_inner(principal, registry, server_base, *source, condition)?;
+            }
+            Condition::Match { .. } | Condition::Any(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// `condition`, on resources of `rtype`, limited to what the caller may search of them.
+fn restrict_inner<'r>(
+    principal: &Principal,
+    registry: &'r Registry,
+    server_base: &str,
+    rtype: ResourceType,
+    condition: &mut Condition<'r>,
+) -> Result<(), ApiError> {
+    let grant = require(principal, rtype, Interaction::Search)?;
+    restrict_nested(
+        principal,
+        registry,
+        server_base,
+        std::slice::from_mut(condition),
+    )?;
+    if let Some(restriction) = restriction(registry, rtype, &grant, server_base) {
+        let inner = std::mem::replace(condition, Condition::Any(Vec::new()));
+        *condition = Condition::Any(vec![vec![inner, restriction]]);
+    }
+    Ok(())
+}

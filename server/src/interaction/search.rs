@@ -25,7 +25,7 @@ use store::{Found, MAX_INCLUDED, SearchPage};
 use smart::Interaction;
 
 use crate::auth::Principal;
-use crate::auth::access::{permits_text, require, restrict};
+use crate::auth::access::{permits_text, require, restrict, restrict_nested};
 use crate::error::ApiError;
 use crate::http::{Negotiated, QueryParams, TypePath, fhir_body};
 use crate::state::AppState;
@@ -217,6 +217,7 @@ pub fn condition<'r>(
     let text = query.query_string_with_cursor(None);
     let grant = require(principal, rtype, Interaction::Search)?;
     for type_query in &mut query.types {
+        restrict_nested(principal, registry, &state.base, &mut type_query.criteria)?;
         restrict(registry, &state.base, type_query, &grant);
     }
     Ok((query, text))
@@ -268,6 +269,9 @@ fn authorize<'r>(
         restrict(registry, &state.base, type_query, &grant);
         true
     });
+    for type_query in &mut query.types {
+        restrict_nested(principal, registry, &state.base, &mut type_query.criteria)?;
+    }
     match refused {
         Some(rtype) if named => require(principal, rtype, Interaction::Search).map(|_| ()),
         _ if query.types.is_empty() => Err(ApiError::Forbidden(
