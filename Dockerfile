@@ -34,6 +34,10 @@ ENTRYPOINT ["/usr/local/bin/analytics-worker"]
 # The FHIR server (the default target).
 FROM runtime AS server
 COPY --from=build /usr/local/bin/fhir-server /usr/local/bin/fhir-server
+# Bulk export files (FHIR_EXPORT_DIR; docker-compose.yml mounts a volume there).
+USER root
+RUN mkdir -p /var/lib/ferrum/export && chown ferrum /var/lib/ferrum/export
+USER ferrum
 ENV FHIR_LISTEN_ADDR=0.0.0.0:8080 \
     FHIR_BASE_URL=http://localhost:8080/fhir
 EXPOSE 8080

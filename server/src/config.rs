@@ -45,6 +45,8 @@ pub struct Config {
     pub log_json: bool,
     /// `RABBITMQ_URL`: the broker change events are published to (may hold a secret).
     pub rabbitmq_url: String,
+    /// Bulk Data export (`FHIR_EXPORT_*`).
+    pub export: ExportConfig,
     /// `FHIR_OUTBOX_RETENTION_HOURS`: how long sent change events stay in the outbox.
     pub outbox_retention: std::time::Duration,
     /// `FHIR_EVENTS`: run the relay that publishes change events. When false the outbox
@@ -145,6 +147,24 @@ impl Config {
             log_json,
             rabbitmq_url: get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             events: parse(&get("FHIR_EVENTS", "true"), "FHIR_EVENTS")?,
+            export: ExportConfig {
+                dir: lookup("FHIR_EXPORT_DIR")
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| std::env::temp_dir().join("ferrum-export")),
+                max_file_bytes: parse(
+                    &get("FHIR_EXPORT_MAX_FILE_BYTES", "104857600"),
+                    "FHIR_EXPORT_MAX_FILE_BYTES",
+                )?,
+                retention: std::time::Duration::from_secs(parse(
+                    &get("FHIR_EXPORT_RETENTION_SECONDS", "86400"),
+                    "FHIR_EXPORT_RETENTION_SECONDS",
+                )?),
+                max_jobs: parse(&get("FHIR_EXPORT_MAX_JOBS", "4"), "FHIR_EXPORT_MAX_JOBS")?,
+                poll_interval: std::time::Duration::from_millis(parse(
+                    &get("FHIR_EXPORT_POLL_INTERVAL_MS", "2000"),
+                    "FHIR_EXPORT_POLL_INTERVAL_MS",
+                )?),
+            },
             outbox_retention: std::time::Duration::from_secs(
                 3600 * parse::<u64>(
                     &get("FHIR_OUTBOX_RETENTION_HOURS", "24"),
@@ -163,6 +183,23 @@ impl Config {
     pub fn base_path(&self) -> String {
         self.base_url.path().trim_end_matches('/').to_owned()
     }
+}
+
+/// Bulk Data export settings (docs/bulk-export.md).
+#[derive(Debug, Clone)]
+pub struct ExportConfig {
+    /// `FHIR_EXPORT_DIR`: where export files are written (shared by the servers of one
+    /// database); a `ferrum-export` directory in the system's temporary directory by default.
+    pub dir: std::path::PathBuf,
+    /// `FHIR_EXPORT_MAX_FILE_BYTES`: a file is closed and the next one begun past this size.
+    pub max_file_bytes: u64,
+    /// `FHIR_EXPORT_RETENTION_SECONDS`: how long a finished job and its files are kept.
+    pub retention: std::time::Duration,
+    /// `FHIR_EXPORT_MAX_JOBS`: jobs accepted or running at once; more kick-offs are 429.
+    pub max_jobs: i64,
+    /// `FHIR_EXPORT_POLL_INTERVAL_MS`: the least time between two status requests of a job
+    /// (sooner is 429), and the `Retry-After` of a job in progress.
+    pub poll_interval: std::time::Duration,
 }
 
 fn parse<T: std::str::FromStr>(value: &str, name: &str) -> anyhow::Result<T> {
@@ -191,6 +228,7 @@ impl fmt::Debug for Config {
             .field("default_page_size", &self.default_page_size)
             .field("max_page_size", &self.max_page_size)
             .field("conditional_delete_max", &self.conditional_delete_max)
+            .field("export", &self.export)
             .field("outbox_retention", &self.outbox_retention)
             .field("auth_enabled", &self.auth_enabled)
             .field("auth_issuer", &self.auth_issuer)

@@ -14,8 +14,10 @@
 //! | `Gone`               | 410    | deleted         |
 //! | `PreconditionFailed` | 412    | conflict        |
 //! | `TooLarge`           | 413    | too-long        |
+//! | `TooManyRequests`    | 429    | throttled       |
 //! | `UnsupportedMediaType` | 415  | not-supported   |
 //! | `Busy`, `AuthUnavailable` | 503 | throttled, transient (with `Retry-After`) |
+//! | `ExportFailed`       | 500    | exception (the job's reason: a bulk export the server could not finish) |
 //! | `Internal`           | 500    | exception (details logged, never sent) |
 //!
 //! Diagnostics never repeat request content: it may be patient data.
@@ -55,6 +57,12 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("payload too large")]
     TooLarge,
+    /// Too many requests of a kind (exports running, status polled too soon).
+    #[error("too many requests")]
+    TooManyRequests(String),
+    /// A bulk export job failed: the reason is for the client.
+    #[error("export failed")]
+    ExportFailed(String),
     #[error("unsupported media type")]
     UnsupportedMediaType,
     /// Every database connection stayed busy for the wait limit: answered 503 with
@@ -89,6 +97,8 @@ impl ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ExportFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Busy | ApiError::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -122,6 +132,8 @@ impl ApiError {
             }
             ApiError::PreconditionFailed(why) => vec![Issue::error(C::Conflict, why)],
             ApiError::TooLarge => vec![Issue::error(C::TooLong, "the request body is too large")],
+            ApiError::TooManyRequests(why) => vec![Issue::error(C::Throttled, why)],
+            ApiError::ExportFailed(why) => vec![Issue::error(C::Exception, why)],
             ApiError::UnsupportedMediaType => vec![Issue::error(
                 C::NotSupported,
                 "send application/fhir+json or application/fhir+xml",

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod interaction;
 pub mod relay;
@@ -125,11 +126,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("FHIR_EVENTS is false: change events stay in the outbox");
         None
     };
+    let exports = tokio::spawn(export::runner::run(
+        store.clone(),
+        config.export.clone(),
+        stop_relay.subscribe(),
+    ));
     tracing::info!(addr = %listener.local_addr()?, base = %config.base(), "listening");
     let served = axum::serve(listener, router(AppState::new(store, config)?))
         .with_graceful_shutdown(shutdown_signal())
         .await;
     let _ = stop_relay.send(true);
+    exports.abort();
     if let Some(relay) = relay {
         let abort = relay.abort_handle();
         if tokio::time::timeout(RELAY_STOP_TIMEOUT, relay)

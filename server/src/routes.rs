@@ -5,6 +5,9 @@
 //! |--------|-----------------------------------|--------------------|
 //! | GET    | /                                 | search-system      |
 //! | POST   | /_search                          | search-system      |
+//! | GET, POST | /$export, /Patient/$export, /Group/[id]/$export | Bulk Data export kick-off |
+//! | GET, DELETE | /$export-status/[job]           | export status, cancel |
+//! | GET    | /$export-file/[job]/[file]        | an export's NDJSON file |
 //! | GET    | /metadata                         | capabilities       |
 //! | GET    | /.well-known/smart-configuration  | SMART discovery (JSON) |
 //! | GET    | /_history                         | history-system     |
@@ -39,8 +42,8 @@ use fhir_core::ResourceType;
 
 use crate::error::ApiError;
 use crate::interaction::{
-    analytics, capabilities, create, delete, history, read, search, smart_configuration, update,
-    vread,
+    analytics, capabilities, create, delete, export, history, read, search, smart_configuration,
+    update, vread,
 };
 use crate::state::AppState;
 
@@ -60,8 +63,13 @@ pub const TYPE_INTERACTIONS: &[&str] = &[
 pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system", "search-system"];
 
 /// System-level operations served: name and the canonical URL of their definition.
-pub const SYSTEM_OPERATIONS: &[(&str, &str)] =
-    &[("analytics", "urn:ferrum:OperationDefinition:analytics")];
+pub const SYSTEM_OPERATIONS: &[(&str, &str)] = &[
+    ("analytics", "urn:ferrum:OperationDefinition:analytics"),
+    (
+        "export",
+        "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+    ),
+];
 
 /// 405 on a known route, but 404 when the path names a type the server does not serve.
 async fn method_not_allowed(Path(params): Path<HashMap<String, String>>) -> ApiError {
@@ -90,6 +98,23 @@ pub fn fhir_routes() -> Router<AppState> {
         .route(
             "/.well-known/smart-configuration",
             answer_405(get(smart_configuration::smart_configuration)),
+        )
+        .route(
+            "/$export",
+            answer_405(get(export::system).post(export::system)),
+        )
+        .route(
+            "/$export-status/{id}",
+            answer_405(get(export::status).delete(export::cancel)),
+        )
+        .route("/$export-file/{id}/{file}", answer_405(get(export::file)))
+        .route(
+            "/{type}/$export",
+            answer_405(get(export::patient).post(export::patient)),
+        )
+        .route(
+            "/{type}/{id}/$export",
+            answer_405(get(export::group).post(export::group)),
         )
         .route("/metadata", answer_405(get(capabilities::capabilities)))
         .route("/_history", answer_405(get(history::system)))

@@ -6,6 +6,7 @@
 
 mod content;
 mod error;
+mod export;
 mod history;
 mod outbox;
 mod pool;
@@ -22,6 +23,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use error::StoreError;
+pub use export::{ExportJob, JobStatus, NewExport, Snapshot};
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, HistoryScope};
 pub use outbox::{OUTBOX_CHANNEL, OutboxBatch, OutboxEvent};
 pub use resources::{Claim, Conditional, Created, Current, Stored};

@@ -46,9 +46,14 @@ pub struct Principal {
     pub launch_patient: bool,
     /// What its resource scopes grant, with the patient in context.
     pub permissions: Permissions,
+    /// The `scope` claim as granted (a bulk export applies it again when it runs).
+    pub scope: String,
 }
 
 impl Principal {
+    /// The scope of the caller when authentication is off.
+    pub const ALL: &str = "system/*.cruds";
+
     /// The caller when authentication is off: every interaction on every resource.
     pub fn unrestricted() -> Self {
         Principal {
@@ -56,7 +61,8 @@ impl Principal {
             subject: None,
             fhir_user: None,
             launch_patient: false,
-            permissions: Permissions::new(Scopes::parse("system/*.cruds").into_resource(), None),
+            permissions: Permissions::new(Scopes::parse(Self::ALL).into_resource(), None),
+            scope: Self::ALL.to_owned(),
         }
     }
 }

@@ -213,7 +213,8 @@ impl TokenValidator {
 
 /// The caller a valid token's claims describe.
 fn principal(claims: Claims) -> Principal {
-    let scopes = Scopes::parse(claims.scope.as_deref().unwrap_or_default());
+    let scope = claims.scope.unwrap_or_default();
+    let scopes = Scopes::parse(&scope);
     let patient = claims
         .patient
         .as_deref()
@@ -224,5 +225,6 @@ fn principal(claims: Claims) -> Principal {
         fhir_user: claims.fhir_user,
         launch_patient: scopes.has(ContextScope::LaunchPatient),
         permissions: Permissions::new(scopes.into_resource(), patient),
+        scope,
     }
 }

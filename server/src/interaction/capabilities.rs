@@ -139,6 +139,7 @@ pub fn statement(state: &AppState) -> Value {
             "description": "Ferrum FHIR R4 server",
             "url": state.base.as_ref(),
         },
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "fhirVersion": "4.0.1",
         "format": ["json", "xml", "application/fhir+json", "application/fhir+xml"],
         "rest": [rest],
@@ -163,6 +164,17 @@ fn resource(
         "conditionalUpdate": true,
         "conditionalDelete": conditional_delete,
     });
+    let export = match rtype {
+        ResourceType::Patient => Some("patient-export"),
+        ResourceType::Group => Some("group-export"),
+        _ => None,
+    };
+    if let Some(definition) = export {
+        entry["operation"] = json!([{
+            "name": "export",
+            "definition": format!("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/{definition}"),
+        }]);
+    }
     let Some(registry) = registry else {
         return entry;
     };

@@ -29,14 +29,14 @@ use crate::search_index::ParamIds;
 const INDEXED_CHARS: usize = 256;
 
 /// A statement being written: its text and its bound values.
-pub(super) struct Sql<'p> {
-    pub(super) builder: QueryBuilder<'static, Postgres>,
+pub(crate) struct Sql<'p> {
+    pub(crate) builder: QueryBuilder<'static, Postgres>,
     ids: &'p ParamIds,
     aliases: usize,
 }
 
 impl<'p> Sql<'p> {
-    pub(super) fn new(ids: &'p ParamIds, start: &str) -> Self {
+    pub(crate) fn new(ids: &'p ParamIds, start: &str) -> Self {
         Sql {
             builder: QueryBuilder::new(start),
             ids,
@@ -44,12 +44,12 @@ impl<'p> Sql<'p> {
         }
     }
 
-    pub(super) fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
+    pub(crate) fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
         self.builder.push(sql);
         self
     }
 
-    pub(super) fn bind<T>(&mut self, value: T) -> &mut Self
+    pub(crate) fn bind<T>(&mut self, value: T) -> &mut Self
     where
         T: 'static + sqlx::Encode<'static, Postgres> + sqlx::Type<Postgres> + Send,
     {
@@ -74,7 +74,7 @@ impl<'p> Sql<'p> {
 /// (`birthdate=ge1961-07-10&birthdate=lt1961-07-13`) are one subquery whose row meets all of
 /// them: the resource has one such value, so this is the same condition, and the index sees
 /// both bounds at once.
-pub(super) fn write_criteria(
+pub(crate) fn write_criteria(
     sql: &mut Sql<'_>,
     rtype: ResourceType,
     alias: &str,

@@ -12,7 +12,7 @@
 //! few runs, and for a search that plan is often far worse (the value decides which index
 //! is selective).
 
-mod criteria;
+pub(crate) mod criteria;
 mod cursor;
 mod include;
 mod order;
