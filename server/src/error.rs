@@ -4,6 +4,7 @@
 //! |----------------------|--------|-----------------|
 //! | `Invalid`            | 400    | from validation (structure, required, value, code-invalid, invalid) |
 //! | `BadRequest`         | 400    | invalid / value |
+//! | `Unprocessable`      | 422    | processing, or from validation |
 //! | `Unauthorized`       | 401    | login (with `WWW-Authenticate: Bearer error="invalid_token"`) |
 //! | `Forbidden`          | 403    | forbidden       |
 //! | `NotFound`           | 404    | not-found       |
@@ -33,6 +34,10 @@ use store::StoreError;
 pub enum ApiError {
     #[error("invalid resource")]
     Invalid(Vec<Issue>),
+    /// A request well-formed but impossible to carry out (a PATCH that does not apply, or
+    /// whose result is invalid).
+    #[error("unprocessable")]
+    Unprocessable(Vec<Issue>),
     #[error("bad request")]
     BadRequest(Issue),
     /// No valid access token.
@@ -88,6 +93,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::UnknownType => StatusCode::NOT_FOUND,
@@ -108,7 +114,7 @@ impl ApiError {
     fn issues(self) -> Vec<Issue> {
         use IssueCode as C;
         match self {
-            ApiError::Invalid(issues) => issues,
+            ApiError::Invalid(issues) | ApiError::Unprocessable(issues) => issues,
             ApiError::BadRequest(issue) | ApiError::Conflict(issue) => vec![issue],
             ApiError::Unauthorized(why) => vec![Issue::error(C::Login, why)],
             ApiError::Forbidden(why) => vec![Issue::error(C::Forbidden, why)],

@@ -22,6 +22,7 @@
 //! | GET    | /[type]/_history                  | history-type       |
 //! | GET    | /[type]/[id]                      | read               |
 //! | PUT    | /[type]/[id]                      | update             |
+//! | PATCH  | /[type]/[id]                      | patch (JSON Patch) |
 //! | DELETE | /[type]/[id]                      | delete             |
 //! | GET    | /[type]/[id]/_history             | history-instance   |
 //! | GET    | /[type]/[id]/_history/[vid]       | vread              |
@@ -42,8 +43,8 @@ use fhir_core::ResourceType;
 
 use crate::error::ApiError;
 use crate::interaction::{
-    analytics, capabilities, create, delete, export, history, read, search, smart_configuration,
-    update, vread,
+    analytics, capabilities, create, delete, export, history, patch, read, search,
+    smart_configuration, update, vread,
 };
 use crate::state::AppState;
 
@@ -52,6 +53,7 @@ pub const TYPE_INTERACTIONS: &[&str] = &[
     "read",
     "vread",
     "update",
+    "patch",
     "delete",
     "history-instance",
     "history-type",
@@ -141,7 +143,12 @@ pub fn fhir_routes() -> Router<AppState> {
         .route("/{type}/_history", answer_405(get(history::type_level)))
         .route(
             "/{type}/{id}",
-            answer_405(get(read::read).put(update::update).delete(delete::delete)),
+            answer_405(
+                get(read::read)
+                    .put(update::update)
+                    .patch(patch::patch)
+                    .delete(delete::delete),
+            ),
         )
         .route("/{type}/{id}/_history", answer_405(get(history::instance)))
         .route("/{type}/{id}/_history/{vid}", answer_405(get(vread::vread)))

@@ -65,6 +65,7 @@ async fn capability_statement_declares_what_the_server_does() {
         "read",
         "vread",
         "update",
+        "patch",
         "delete",
         "history-instance",
         "history-type",

@@ -65,6 +65,8 @@ pub enum IssueCode {
     Throttled,
     /// A transient problem (a service the server needs is unreachable): try again later.
     Transient,
+    /// The request could not be carried out (a patch that does not apply).
+    Processing,
 }
 
 impl IssueCode {
@@ -90,6 +92,7 @@ impl IssueCode {
             IssueCode::Forbidden => "forbidden",
             IssueCode::Login => "login",
             IssueCode::Transient => "transient",
+            IssueCode::Processing => "processing",
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod create;
 pub mod delete;
 pub mod export;
 pub mod history;
+pub mod patch;
 pub mod read;
 pub mod search;
 pub mod smart_configuration;

@@ -7,9 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fhir_core::resource;
 use fhir_core::{Id, Issue, IssueCode};
-use store::Conditional;
-
 use smart::{Grant, Interaction};
+use store::Conditional;
 
 use crate::auth::Principal;
 use crate::auth::access::{permits_text, restrict};
