@@ -163,7 +163,10 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %detail, "request failed");
         }
         let status = self.status();
-        let retry = matches!(self, ApiError::Busy | ApiError::AuthUnavailable);
+        let retry = matches!(
+            self,
+            ApiError::Busy | ApiError::AuthUnavailable | ApiError::TooManyRequests(_)
+        );
         let unauthorized = matches!(self, ApiError::Unauthorized(_));
         let mut response = outcome_response(status, &self.issues());
         if retry {

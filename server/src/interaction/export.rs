@@ -311,14 +311,16 @@ fn request_url(state: &AppState, uri: &axum::http::Uri) -> String {
     format!("{origin}{path}")
 }
 
-/// Whose job it is: the client of the token (none without authorisation).
+/// Whose job it is: the client and the subject of the token (none without authorisation),
+/// so that another user of the same client (another patient of one app) cannot see it.
 fn owner(state: &AppState, principal: &Principal) -> Option<String> {
     match state.auth {
         Auth::Off => None,
-        Auth::Tokens(_) => principal
-            .client_id
-            .clone()
-            .or_else(|| principal.subject.clone()),
+        Auth::Tokens(_) => Some(format!(
+            "{} {}",
+            principal.client_id.as_deref().unwrap_or_default(),
+            principal.subject.as_deref().unwrap_or_default()
+        )),
     }
 }
 
