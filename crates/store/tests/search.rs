@@ -214,6 +214,19 @@ async fn totals_count_every_match(pool: PgPool) {
                 .unwrap()
         }
     };
+    // Bounds that exclude each other match nothing (and are no error).
+    assert_eq!(
+        total("birthdate=ge2000&birthdate=lt1990&_total=accurate")
+            .await
+            .total,
+        Some(0)
+    );
+    assert_eq!(
+        total("birthdate=ge1985&birthdate=lt1986&_total=accurate")
+            .await
+            .total,
+        Some(2)
+    );
     let accurate = total("family=abel&_count=1&_total=accurate").await;
     assert_eq!(accurate.total, Some(5));
     assert_eq!(accurate.matches.len(), 1);

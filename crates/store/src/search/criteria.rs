@@ -14,6 +14,7 @@
 
 use std::ops::Bound;
 
+use chrono::{DateTime, Utc};
 use fhir_core::ResourceType;
 use fhir_core::search::query::{
     ComponentValue, Condition, DateSearch, NumberSearch, OfTypeSearch, Prefix, QuantitySearch,
@@ -105,10 +106,12 @@ pub(crate) fn write_criteria(
             "{alias}.key in (select {x}.res_key from {} {x} where {x}.param = {id}",
             table(param.kind())
         ));
-        for test in tests {
-            sql.push(" and (");
-            ordered_values(sql, &x, test);
-            sql.push(")");
+        if !date_window(sql, &x, &tests) {
+            for test in tests {
+                sql.push(" and (");
+                ordered_values(sql, &x, test);
+                sql.push(")");
+            }
         }
         sql.push(")");
     }
@@ -569,29 +572,80 @@ fn date_range(x: &str) -> String {
     format!("tstzrange(least({x}.low, {x}.high), greatest({x}.low, {x}.high), '[]')")
 }
 
-/// A date search value against the `[low, high)` of a `search_date` row `x`: first the
-/// range the prefix implies the row overlaps (what the GiST index answers), then the exact
-/// condition of [`date`].
-fn date_row(sql: &mut Sql<'_>, x: &str, value: &DateSearch) {
+/// The range a row must overlap to match a date search value: `(from, to)`, `None` being
+/// unbounded; `None` for `ne`, which implies none.
+type Overlap = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn implied_overlap(value: &DateSearch) -> Option<Overlap> {
     let (vl, vh) = (value.low, value.high);
-    // The bounds of the implied overlap; `None`: unbounded.
-    let (from, to) = match value.prefix {
-        Prefix::Eq | Prefix::Ap => (Some(vl), Some(vh)),
-        Prefix::Gt | Prefix::Sa => (Some(vh), None),
-        Prefix::Ge => (Some(vl), None),
-        Prefix::Lt | Prefix::Eb => (None, Some(vl)),
-        Prefix::Le => (None, Some(vh)),
-        Prefix::Ne => {
-            date(sql, &format!("{x}.low"), &format!("{x}.high"), value);
-            return;
-        }
-    };
+    match value.prefix {
+        Prefix::Eq | Prefix::Ap => Some((Some(vl), Some(vh))),
+        Prefix::Gt | Prefix::Sa => Some((Some(vh), None)),
+        Prefix::Ge => Some((Some(vl), None)),
+        Prefix::Lt | Prefix::Eb => Some((None, Some(vl))),
+        Prefix::Le => Some((None, Some(vh))),
+        Prefix::Ne => None,
+    }
+}
+
+/// `the row's range overlaps (from, to)`, what the GiST index answers.
+fn write_overlap(sql: &mut Sql<'_>, x: &str, (from, to): Overlap) {
     sql.push(format_args!("{} && tstzrange(", date_range(x)))
         .bind(from)
         .push("::timestamptz, ")
         .bind(to)
-        .push("::timestamptz, '[]') and ");
+        .push("::timestamptz, '[]')");
+}
+
+/// A date search value against the `[low, high)` of a `search_date` row `x`: first the
+/// range the prefix implies the row overlaps (what the GiST index answers), then the exact
+/// condition of [`date`].
+fn date_row(sql: &mut Sql<'_>, x: &str, value: &DateSearch) {
+    if let Some(overlap) = implied_overlap(value) {
+        write_overlap(sql, x, overlap);
+        sql.push(" and ");
+    }
     date(sql, &format!("{x}.low"), &format!("{x}.high"), value);
+}
+
+/// Single date values (no OR list) of tests on one row, all of which must hold: one overlap
+/// with the intersection of their implied ranges (a bounded range the index and the planner's
+/// statistics see at once), then each exact condition. `false` when they were not all single
+/// date values with an implied range: the caller writes them one by one.
+fn date_window(sql: &mut Sql<'_>, x: &str, tests: &[&Test]) -> bool {
+    let mut values = Vec::new();
+    for test in tests {
+        match test {
+            Test::Date(list) if list.len() == 1 && implied_overlap(&list[0]).is_some() => {
+                values.push(&list[0]);
+            }
+            _ => return false,
+        }
+    }
+    let mut window: Overlap = (None, None);
+    for value in &values {
+        if let Some((from, to)) = implied_overlap(value) {
+            window.0 = window.0.max(from);
+            window.1 = match (window.1, to) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    sql.push(" and ");
+    match window {
+        // Disjoint bounds (`ge2020&lt2019`): nothing matches (and no empty range is built).
+        (Some(from), Some(to)) if from > to => {
+            sql.push("false");
+        }
+        window => write_overlap(sql, x, window),
+    }
+    for value in values {
+        sql.push(" and (");
+        date(sql, &format!("{x}.low"), &format!("{x}.high"), value);
+        sql.push(")");
+    }
+    true
 }
 
 /// A date search value against `[low, high)` columns (docs/search.md, "Dates").
