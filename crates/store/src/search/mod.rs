@@ -91,7 +91,12 @@ impl Store {
 
         let counting = query.summary == Some(Summary::Count);
         if !counting {
-            let mut sql = Sql::new(ids, "with m as (");
+            let start = if estimates_poorly(query) {
+                "with m as materialized ("
+            } else {
+                "with m as ("
+            };
+            let mut sql = Sql::new(ids, start);
             write_matches(&mut sql, query, &columns);
             sql.push("), p as (select * from m");
             let backwards = cursor.as_ref().is_some_and(|c| c.before);
@@ -194,6 +199,34 @@ impl Store {
             .get_or_try_init(|| CursorKey::load(&self.pool))
             .await
     }
+}
+
+/// Whether the query has a condition PostgreSQL estimates poorly: a range on dates, numbers
+/// or quantities (bounds on two columns it takes as independent, no statistics on the
+/// ranges), a composite, or a chain or `_has` around one. Such a search computes its
+/// matches first (`materialized`): with an estimate of thousands of matches for what are a
+/// few, the planner otherwise reads the whole type in key order to find the first page
+/// (measured: `Invoice?status=issued&date=ge2023-12-25&date=lt2023-12-26` took 37 ms at
+/// 100,000 patients that way, under 1 ms from the index). A search that really matches
+/// many pays for computing all its matches; without such conditions the planner's
+/// estimates hold and the first page stops early.
+fn estimates_poorly(query: &SearchQuery<'_>) -> bool {
+    fn poorly(condition: &fhir_core::search::query::Condition<'_>) -> bool {
+        use fhir_core::search::query::{Condition, Test};
+        match condition {
+            Condition::Match { test, .. } => matches!(
+                test,
+                Test::Date(_) | Test::Number(_) | Test::Quantity(_) | Test::Composite(_)
+            ),
+            Condition::Chain { targets, .. } => targets.iter().any(|t| poorly(&t.condition)),
+            Condition::Has { condition, .. } => poorly(condition),
+            Condition::Any(alternatives) => alternatives.iter().flatten().any(poorly),
+        }
+    }
+    query
+        .types
+        .iter()
+        .any(|t| t.sort.is_empty() && t.criteria.iter().any(poorly))
 }
 
 /// What a cursor is bound to: the type searched and the canonical parameters.
