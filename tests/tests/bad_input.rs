@@ -478,10 +478,19 @@ fn table() -> Vec<Case> {
         case("history of an unknown type", M::GET, "Foo/_history").expect(&[404], NOT_FOUND),
         case("unsupported FHIR type", M::GET, "Observation/1").expect(&[404], NOT_FOUND),
         case("type in lower case", M::GET, "patient/1").expect(&[404], NOT_FOUND),
-        case("PATCH", M::PATCH, &format!("Patient/{EXISTING}"))
-            .json(r#"[{"op": "replace", "path": "/active", "value": false}]"#)
+        case("PATCH that cannot apply", M::PATCH, &format!("Patient/{EXISTING}"))
+            .json(
+                r#"[{"op": "replace", "path": "/active", "value": false},
+                    {"op": "test", "path": "/id", "value": "someone-else"}]"#,
+            )
             .content_type(Some("application/json-patch+json"))
-            .expect(&[405], METHOD),
+            .expect(&[422], &["processing"]),
+        case("PATCH that is not a JSON Patch", M::PATCH, &format!("Patient/{EXISTING}"))
+            .json(r#"{"op": "replace"}"#)
+            .content_type(Some("application/json-patch+json")),
+        case("PATCH with a FHIR body", M::PATCH, &format!("Patient/{EXISTING}"))
+            .json(r#"{"resourceType": "Patient", "active": false}"#)
+            .expect(&[415], MEDIA),
         case("POST to an instance", M::POST, &format!("Patient/{EXISTING}"))
             .json(&patient_with_id(EXISTING, ""))
             .expect(&[405], METHOD),
