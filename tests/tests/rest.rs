@@ -968,7 +968,7 @@ async fn decimals_keep_their_precision() {
 async fn errors_are_operation_outcomes_and_405_for_unsupported_methods() {
     let server = TestServer::start().await;
     let resp = server
-        .send(server.request(Method::PATCH, "Patient/x").body("{}"))
+        .send(server.request(Method::PUT, "Patient/_history").body("{}"))
         .await;
     assert_outcome(&resp, 405);
     let resp = server
