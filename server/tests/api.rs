@@ -68,7 +68,7 @@ fn outcome_code(body: &str) -> String {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn framework_errors_are_operation_outcomes(pool: PgPool) {
     let app = app(pool);
-    let (status, _, body) = send(&app, request("PATCH", "/fhir/Patient/x", None, "")).await;
+    let (status, _, body) = send(&app, request("PUT", "/fhir/Patient/_history", None, "")).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(outcome_code(&body), "not-supported");
     let (status, _, body) = send(&app, request("POST", "/fhir/metadata", None, "")).await;

@@ -99,6 +99,6 @@ pub(super) const BASE: &[&str] = &[
 ];
 
 /// `fhir-profiles/custom/SearchParameter/*.json`: Ferrum's own, one JSON document each.
-pub(super) const CUSTOM: &[&str] = &[profile!(
-    "custom/SearchParameter/SearchParameter-Invoice-line-item-code.json"
-)];
+pub(super) const CUSTOM: &[&str] = &[
+    profile!("custom/SearchParameter/SearchParameter-Invoice-line-item-code.json"),
+];
