@@ -266,10 +266,7 @@ async fn lost_database_connections_are_retried_not_dead_lettered(pool: PgPool) {
         .await
         .unwrap();
     let worker = Worker::start(&worker_pool, &broker.config);
-    broker.publish(&events).await;
-
-    let mut cut = 0;
-    while processed(&pool).await < total && cut < 20 {
+    let terminate = || async {
         let terminated: Vec<bool> = sqlx::query_scalar(
             "select pg_terminate_backend(pid) from pg_stat_activity
              where application_name = 'analytics-worker-under-test'",
@@ -277,7 +274,17 @@ async fn lost_database_connections_are_retried_not_dead_lettered(pool: PgPool) {
         .fetch_all(&pool)
         .await
         .unwrap();
-        cut += terminated.len();
+        terminated.len()
+    };
+    // A first event, so that the worker holds connections; they are all cut before the
+    // rest arrives, so that it meets lost connections however fast it is.
+    broker.publish(&events[..1]).await;
+    broker.wait_processed(&pool, 1).await;
+    let mut cut = terminate().await;
+    broker.publish(&events[1..]).await;
+
+    while processed(&pool).await < total && cut < 20 {
+        cut += terminate().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     broker.wait_processed(&pool, total).await;
