@@ -10,7 +10,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use fhir_core::resource::{self, Format};
 use fhir_core::{Issue, IssueCode};
@@ -20,10 +20,8 @@ use store::StoreError;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::http::{
-    InstancePath, Negotiated, Return, if_match, with_version_headers, write_response,
-};
-use crate::interaction::update::check_stored;
+use crate::http::{InstancePath, Negotiated, Return, if_match};
+use crate::interaction::update::{check_stored, stored_response};
 use crate::interaction::{check_write, claims};
 use crate::state::AppState;
 
@@ -112,19 +110,7 @@ pub async fn patch(
             Err(StoreError::VersionConflict { .. }) if expected.is_none() => continue,
             Err(error) => return Err(error.into()),
         };
-        let response = write_response(
-            StatusCode::OK,
-            format,
-            prefer,
-            stored.content,
-            &format!("{rtype}/{id} is now at version {}", stored.version),
-        )?;
-        return Ok(with_version_headers(
-            response,
-            stored.version,
-            stored.last_updated,
-            None,
-        ));
+        return stored_response(&state, rtype, stored, format, prefer);
     }
     Err(ApiError::Conflict(Issue::error(
         IssueCode::Conflict,

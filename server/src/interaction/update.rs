@@ -40,30 +40,7 @@ pub async fn update(
         .store
         .update(rtype, &id, resource, expected, &claims)
         .await?;
-    let (status, location) = if stored.created {
-        (
-            StatusCode::CREATED,
-            Some(format!(
-                "{}/{rtype}/{id}/_history/{}",
-                state.base, stored.version
-            )),
-        )
-    } else {
-        (StatusCode::OK, None)
-    };
-    let response = write_response(
-        status,
-        format,
-        prefer,
-        stored.content,
-        &format!("{rtype}/{id} is now at version {}", stored.version),
-    )?;
-    Ok(with_version_headers(
-        response,
-        stored.version,
-        stored.last_updated,
-        location,
-    ))
+    stored_response(&state, rtype, stored, format, prefer)
 }
 
 /// Conditional update, `PUT [base]/[type]?search` (http://hl7.org/fhir/R4/http.html#cond-update):
@@ -106,6 +83,18 @@ pub async fn conditional(
         .store
         .update_conditional(rtype, condition, resource, body_id, expected, &claims)
         .await?;
+    stored_response(&state, rtype, stored, format, prefer)
+}
+
+/// The answer to an update: 201 with `Location` when it created the resource, else 200;
+/// the body as `Prefer: return=` asks; `ETag` and `Last-Modified`.
+pub(super) fn stored_response(
+    state: &AppState,
+    rtype: fhir_core::ResourceType,
+    stored: store::Stored,
+    format: fhir_core::resource::Format,
+    prefer: Return,
+) -> Result<Response, ApiError> {
     let id = &stored.id;
     let (status, location) = if stored.created {
         (
