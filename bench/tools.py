@@ -10,6 +10,9 @@
                                               the server's CPU ticks before and after
     tools.py report RUN_DIR [README]          the results as Markdown; with README,
                                               also replaces its results section
+    tools.py index-insert DB ID TEMPLATE OUT  TEMPLATE (bench/pg/insert.sql) with the
+                                              search index rows of Patient/ID added,
+                                              as the server writes them for the document
 """
 
 import glob
@@ -17,6 +20,7 @@ import http.client
 import json
 import re
 import statistics
+import subprocess
 import sys
 
 SERVER_READ = "server read"
@@ -271,8 +275,65 @@ def report(run_dir, readme=None):
     sys.stdout.write(text)
 
 
+# The search index tables and their value columns with SQL types, as the migrations have them.
+INDEX_TABLES = {
+    "search_string": [("normalized", "text"), ("exact", "text")],
+    "search_token": [("system", "text"), ("code", "text")],
+    "search_token_type": [("type_system", "text"), ("type_code", "text"), ("value", "text")],
+    "search_date": [("low", "timestamptz"), ("high", "timestamptz")],
+    "search_reference": [("target_type", "text"), ("target_id", "text"),
+                         ("target_version", "text"), ("url", "text"),
+                         ("identifier_system", "text"), ("identifier_value", "text")],
+    "search_quantity": [("value", "numeric"), ("comparator", "text"), ("unit", "text"),
+                        ("system", "text"), ("code", "text")],
+    "search_number": [("value", "numeric")],
+    "search_uri": [("uri", "text")],
+    "search_composite": [("components", "jsonb")],
+}
+
+
+def sql_literal(value):
+    """A literal pgbench leaves alone: an E'' string whose colons are escaped (pgbench
+    reads `:name` in a script as a variable)."""
+    if value is None:
+        return "null"
+    if not isinstance(value, str):
+        value = json.dumps(value)
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace(":", "\\x3a")
+    return "E'" + escaped + "'"
+
+
+def index_insert(db, res_id, template, out):
+    """The raw create with the same search index rows the server writes: one
+    `insert ... select cur.key, unnest(...)` per table that has rows, as the server does
+    (its rows bound as arrays; here the arrays are literals)."""
+    ctes = []
+    for table, columns in INDEX_TABLES.items():
+        names = ["param"] + [c for c, _ in columns]
+        query = (f"select coalesce(json_agg(json_build_array({', '.join(names)})), '[]') "
+                 f"from {table} where res_key = (select key from resources "
+                 f"where res_type = 'Patient' and id = '{res_id}')")
+        rows = json.loads(subprocess.run(["psql", "-qAtX", "-d", db, "-c", query],
+                                         check=True, capture_output=True, text=True).stdout)
+        if not rows:
+            continue
+        types = ["int4"] + [t for _, t in columns]
+        arrays = []
+        for i, sql_type in enumerate(types):
+            values = ", ".join(sql_literal(row[i]) for row in rows)
+            arrays.append(f"array[{values}]::{sql_type}[]")
+        ctes.append(f", ix_{table} as (\n    insert into {table} (res_key, {', '.join(names)})\n"
+                    f"    select cur.key, v.* from cur, unnest({', '.join(arrays)}) as v\n)")
+    text = open(template).read()
+    marker = "/*INDEX*/"
+    if marker not in text:
+        sys.exit(f"{template}: no {marker} marker")
+    open(out, "w").write(text.replace(marker, "\n".join(ctes)))
+
+
 def main(argv):
-    cmds = {"body": body, "seed": seed, "pgbench": pgbench, "wrk": wrk, "report": report}
+    cmds = {"body": body, "seed": seed, "pgbench": pgbench, "wrk": wrk, "report": report,
+            "index-insert": index_insert}
     if len(argv) < 2 or argv[1] not in cmds:
         sys.exit(__doc__)
     cmds[argv[1]](*argv[2:])
