@@ -225,7 +225,7 @@ def report(run_dir, readme=None):
         READ_TARGET,
     )
     section(
-        f"Create: `POST /fhir/Patient` vs `{PG_INSERT}` (the same insert into resources + resource_history)",
+        f"Create: `POST /fhir/Patient` vs `{PG_INSERT}` (the same inserts: resource, history, outbox, search index)",
         SERVER_CREATE,
         PG_INSERT,
         CREATE_TARGET,
