@@ -35,6 +35,9 @@ pub struct Config {
     pub auth_issuer: String,
     /// `FHIR_AUTH_AUDIENCE`: what `aud` must contain; the FHIR base URL by default.
     pub auth_audience: String,
+    /// `FHIR_AUTH_ISSUER_INTERNAL_URL`: where this server reaches the issuer when not at the
+    /// issuer's own origin (a container network), e.g. `http://keycloak:8081`.
+    pub auth_issuer_internal: Option<String>,
     /// `FHIR_AUTH_INTROSPECTION_CLIENT_ID` and `FHIR_AUTH_INTROSPECTION_CLIENT_SECRET`
     /// (holds a secret): when both are set, tokens that are not JWTs are introspected.
     pub auth_introspection: Option<(String, String)>,
@@ -111,10 +114,17 @@ impl Config {
         if auth_introspect_all && auth_introspection.is_none() {
             bail!("FHIR_AUTH_INTROSPECT_ALL needs FHIR_AUTH_INTROSPECTION_CLIENT_ID and _SECRET");
         }
+        let auth_issuer_internal = lookup("FHIR_AUTH_ISSUER_INTERNAL_URL");
+        if let Some(internal) = &auth_issuer_internal {
+            internal
+                .parse::<Url>()
+                .context("FHIR_AUTH_ISSUER_INTERNAL_URL is not a URL")?;
+        }
         Ok(Config {
             auth_enabled,
             auth_issuer,
             auth_audience,
+            auth_issuer_internal,
             auth_introspection,
             auth_introspect_all,
             listen_addr: parse(&get("FHIR_LISTEN_ADDR", "0.0.0.0:8080"), "FHIR_LISTEN_ADDR")?,
@@ -233,6 +243,7 @@ impl fmt::Debug for Config {
             .field("auth_enabled", &self.auth_enabled)
             .field("auth_issuer", &self.auth_issuer)
             .field("auth_audience", &self.auth_audience)
+            .field("auth_issuer_internal", &self.auth_issuer_internal)
             .field(
                 "auth_introspection_client",
                 &self.auth_introspection.as_ref().map(|(id, _)| id),

@@ -40,7 +40,11 @@ impl AppState {
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with((*store.pool().connect_options()).clone());
         let auth = if config.auth_enabled {
-            let mut validator = TokenValidator::new(&config.auth_issuer, &config.auth_audience)?;
+            let mut validator = TokenValidator::new(
+                &config.auth_issuer,
+                &config.auth_audience,
+                config.auth_issuer_internal.as_deref(),
+            )?;
             if let Some((client_id, client_secret)) = &config.auth_introspection {
                 let credentials = Credentials {
                     client_id: client_id.clone(),

@@ -1,7 +1,8 @@
-//! Token introspection (RFC 7662) against the real Keycloak: with
+//! Reaching the issuer, against the real Keycloak: token introspection (RFC 7662) — with
 //! `FHIR_AUTH_INTROSPECT_ALL=true` the server asks the realm about every token (with its
-//! `ferrum-server` client), so a token revoked at Keycloak is refused at once; an opaque
-//! token the realm does not know is 401. Skips without `FHIR_AUTH_ISSUER`, except in CI.
+//! `ferrum-server` client), so a token revoked at Keycloak is refused at once, and an
+//! opaque token the realm does not know is 401 — and an issuer reached at an internal
+//! address. Skips without `FHIR_AUTH_ISSUER`, except in CI.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -72,4 +73,32 @@ async fn introspected_tokens_are_refused_once_revoked() {
         )
         .await;
     assert_outcome(&create, 403);
+}
+
+/// A server that reaches the issuer at another address than the one its tokens name (as in
+/// a container network: `FHIR_AUTH_ISSUER_INTERNAL_URL`) still checks them against the
+/// public issuer.
+#[tokio::test]
+async fn the_issuer_can_be_reached_at_an_internal_address() {
+    let Some(kc) = keycloak().await else {
+        return;
+    };
+    let (public, _) = kc.split_issuer();
+    let internal = public.replace("localhost", "127.0.0.1");
+    let server = kc
+        .server(&[("FHIR_AUTH_ISSUER_INTERNAL_URL", internal.as_str())])
+        .await;
+    let token = kc.system_token("system/*.rs").await;
+    let resp = server
+        .get_with("Patient", &[("authorization", &format!("Bearer {token}"))])
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.describe());
+    // Not a reachable issuer at all: the token cannot be checked (503), never accepted.
+    let unreachable = kc
+        .server(&[("FHIR_AUTH_ISSUER_INTERNAL_URL", "http://127.0.0.1:9")])
+        .await;
+    let resp = unreachable
+        .get_with("Patient", &[("authorization", &format!("Bearer {token}"))])
+        .await;
+    assert_outcome(&resp, 503);
 }

@@ -61,7 +61,7 @@ impl std::fmt::Debug for Credentials {
 
 /// Asks the issuer about `token` at `url`; the claims of an active token for `audience`.
 pub async fn introspect(
-    http: &reqwest::Client,
+    http: &super::keys::IssuerClient,
     url: &str,
     credentials: &Credentials,
     issuer: &str,

@@ -79,10 +79,56 @@ struct Discovered {
     keys: HashMap<String, DecodingKey>,
 }
 
+/// The HTTP client that talks to the issuer. Where the server reaches the issuer at
+/// another address than its public one (a container network: tokens say
+/// `http://localhost:8081/...`, the server must call `http://keycloak:8081/...`), requests
+/// to the issuer's origin go to the internal one instead; the issuer's identity (its `iss`
+/// and its discovery document) stays the public URL.
+#[derive(Debug, Clone)]
+pub struct IssuerClient {
+    http: reqwest::Client,
+    /// (public origin, internal origin)
+    rewrite: Option<(String, String)>,
+}
+
+impl IssuerClient {
+    /// `url` with the public origin replaced by the internal one, when it starts with it.
+    pub fn target(&self, url: &str) -> String {
+        match &self.rewrite {
+            Some((public, internal)) => match url.strip_prefix(public.as_str()) {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                    format!("{internal}{rest}")
+                }
+                _ => url.to_owned(),
+            },
+            None => url.to_owned(),
+        }
+    }
+}
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for IssuerClient {
+    type Error = <reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Error;
+    type Future = <reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Future;
+
+    fn call(&'c self, mut request: openidconnect::HttpRequest) -> Self::Future {
+        let target = self.target(&request.uri().to_string());
+        if let Ok(uri) = target.parse() {
+            *request.uri_mut() = uri;
+        }
+        self.http.call(request)
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of a URL.
+fn origin(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    Some(parsed.origin().ascii_serialization()).filter(|o| o != "null")
+}
+
 /// The keys of one issuer.
 pub struct IssuerKeys {
     issuer: IssuerUrl,
-    http: reqwest::Client,
+    http: IssuerClient,
     discovered: RwLock<Option<Discovered>>,
     /// When the keys were last fetched (or tried).
     fetched_at: Mutex<Option<Instant>>,
@@ -97,8 +143,17 @@ impl std::fmt::Debug for IssuerKeys {
 }
 
 impl IssuerKeys {
-    /// Keys of `issuer`, fetched on first use.
-    pub fn new(issuer: &str) -> Result<Self, KeyError> {
+    /// Keys of `issuer`, fetched on first use; from `internal_origin` instead of the
+    /// issuer's own origin when given.
+    pub fn new(issuer: &str, internal_origin: Option<&str>) -> Result<Self, KeyError> {
+        let rewrite = match internal_origin {
+            Some(internal) => Some((
+                origin(issuer)
+                    .ok_or_else(|| KeyError::Unavailable("issuer URL has no origin".into()))?,
+                internal.trim_end_matches('/').to_owned(),
+            )),
+            None => None,
+        };
         let issuer = IssuerUrl::new(issuer.to_owned())
             .map_err(|e| KeyError::Unavailable(format!("issuer URL: {e}")))?;
         let http = reqwest::Client::builder()
@@ -108,7 +163,7 @@ impl IssuerKeys {
             .map_err(|e| KeyError::Unavailable(e.to_string()))?;
         Ok(IssuerKeys {
             issuer,
-            http,
+            http: IssuerClient { http, rewrite },
             discovered: RwLock::new(None),
             fetched_at: Mutex::new(None),
         })
@@ -116,7 +171,7 @@ impl IssuerKeys {
 
     /// Keys given up front, never fetched (in-process tests sign their own tokens).
     pub fn fixed(issuer: &str, keys: HashMap<String, DecodingKey>) -> Result<Self, KeyError> {
-        let fixed = IssuerKeys::new(issuer)?;
+        let fixed = IssuerKeys::new(issuer, None)?;
         *fixed
             .discovered
             .try_write()
@@ -136,7 +191,7 @@ impl IssuerKeys {
     }
 
     /// The HTTP client that talks to the issuer.
-    pub fn http(&self) -> &reqwest::Client {
+    pub fn http(&self) -> &IssuerClient {
         &self.http
     }
 
@@ -239,4 +294,34 @@ fn decoding_keys(set: &JsonWebKeySet<CoreJsonWebKey>) -> HashMap<String, Decodin
             Some((kid, key))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_issuers_origin_is_redirected() {
+        let keys = IssuerKeys::new(
+            "http://localhost:8081/realms/fhir",
+            Some("http://keycloak:8081/"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let http = keys.http();
+        assert_eq!(
+            http.target("http://localhost:8081/realms/fhir/.well-known/openid-configuration"),
+            "http://keycloak:8081/realms/fhir/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            http.target("http://localhost:80811/x"),
+            "http://localhost:80811/x"
+        );
+        assert_eq!(http.target("https://elsewhere/x"), "https://elsewhere/x");
+        let plain = IssuerKeys::new("http://localhost:8081/realms/fhir", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            plain.http().target("http://localhost:8081/realms/fhir"),
+            "http://localhost:8081/realms/fhir"
+        );
+    }
 }

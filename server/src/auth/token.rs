@@ -103,9 +103,15 @@ pub struct TokenValidator {
 }
 
 impl TokenValidator {
-    pub fn new(issuer: &str, audience: &str) -> Result<Self, KeyError> {
+    /// A validator of `issuer`'s tokens for `audience`; the issuer is reached at
+    /// `internal_origin` when given (see [`super::keys::IssuerClient`]).
+    pub fn new(
+        issuer: &str,
+        audience: &str,
+        internal_origin: Option<&str>,
+    ) -> Result<Self, KeyError> {
         Ok(TokenValidator {
-            keys: IssuerKeys::new(issuer)?,
+            keys: IssuerKeys::new(issuer, internal_origin)?,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             introspection: None,
