@@ -214,7 +214,13 @@ fn resolve(base: &str, branch: &str) -> Option<Branch> {
         return None;
     }
     let model = model()?;
-    let mut parent = model.resource(base)?;
+    // `Resource` and `DomainResource` are abstract: their elements (`id`, `meta`, `text`)
+    // are the same in every resource, so any concrete one resolves them.
+    let concrete = match base {
+        "Resource" | "DomainResource" => "Patient",
+        other => other,
+    };
+    let mut parent = model.resource(concrete)?;
     // The path of the current element's definition: a named type restarts it, a backbone
     // element extends it.
     let mut defined_in = base.to_string();
@@ -282,6 +288,19 @@ mod tests {
     }
 
     #[test]
+    fn the_common_parameters_resolve_through_any_resource() {
+        assert_eq!(types("Resource", "Resource.id"), Some(vec!["id".into()]));
+        assert_eq!(
+            types("Resource", "Resource.meta.tag"),
+            Some(vec!["Coding".into()])
+        );
+        assert_eq!(
+            types("Resource", "Resource.meta.profile"),
+            Some(vec!["canonical".into()])
+        );
+    }
+
+    #[test]
     fn single_valued_paths_have_no_repeating_element() {
         let single = |base: &str, expression: &str| describe(base, expression).single_valued;
         assert!(single("Patient", "Patient.birthDate"));
@@ -334,7 +353,6 @@ mod tests {
         assert_eq!(types("Patient", "(Patient.deceased as dateTime)"), None);
         assert_eq!(types("Patient", "Patient.extension('http://x')"), None);
         assert_eq!(types("Patient", "Patient.nothing"), None);
-        assert_eq!(types("Resource", "Resource.meta.tag"), None);
         assert_eq!(types("Patient", "Person.gender"), None);
     }
 
