@@ -151,15 +151,12 @@ fn in_compartment(
         Membership::Outside => false,
         Membership::Itself => resource.get("id").and_then(Value::as_str) == Some(patient),
         Membership::Params(params) => {
-            let index = registry.index(
-                resource,
-                IndexOptions {
-                    server_base: Some(server_base),
-                },
-            );
+            let options = IndexOptions {
+                server_base: Some(server_base),
+            };
+            let index = registry.index_codes(resource, options, params);
             index.entries.iter().any(|entry| {
-                params.contains(&entry.code())
-                    && matches!(&entry.value, IndexValue::Reference(r)
+                matches!(&entry.value, IndexValue::Reference(r)
                         if r.url.is_none()
                             && r.target_type.as_deref() == Some("Patient")
                             && r.id.as_deref() == Some(patient))

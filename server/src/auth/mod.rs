@@ -79,6 +79,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     }
 }
 
+/// The caller of every request when authentication is off, parsed once.
+static UNRESTRICTED: std::sync::LazyLock<Principal> =
+    std::sync::LazyLock::new(Principal::unrestricted);
+
 /// Routes anyone may call: the CapabilityStatement, SMART discovery, the health check, and
 /// the analytics dashboard's page and script (they hold no data; the data they fetch is
 /// guarded).
@@ -102,7 +106,7 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let principal = match &state.auth {
-        Auth::Off => Principal::unrestricted(),
+        Auth::Off => UNRESTRICTED.clone(),
         Auth::Tokens(validator) => {
             if is_public(&state.config.base_path(), request.uri().path()) {
                 return next.run(request).await;

@@ -65,11 +65,31 @@ pub struct IndexOptions<'a> {
 impl Registry {
     /// The index values of `resource` for every parameter of its type.
     pub fn index<'r>(&'r self, resource: &Value, options: IndexOptions<'_>) -> ResourceIndex<'r> {
+        self.index_only(resource, options, |_| true)
+    }
+
+    /// The index values of `resource` for the parameters of its type named in `codes` (a
+    /// check that needs a few, such as the references that put it in a compartment).
+    pub fn index_codes<'r>(
+        &'r self,
+        resource: &Value,
+        options: IndexOptions<'_>,
+        codes: &[&str],
+    ) -> ResourceIndex<'r> {
+        self.index_only(resource, options, |param| codes.contains(&param.code()))
+    }
+
+    fn index_only<'r>(
+        &'r self,
+        resource: &Value,
+        options: IndexOptions<'_>,
+        wanted: impl Fn(&SearchParameter) -> bool,
+    ) -> ResourceIndex<'r> {
         let mut index = ResourceIndex::default();
         let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
             return index;
         };
-        for param in self.for_type(resource_type) {
+        for param in self.for_type(resource_type).filter(|p| wanted(p)) {
             let mut out = Values::new(options, param.implied_system());
             self.index_param(param, resource, &mut out);
             let Values {
