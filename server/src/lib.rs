@@ -16,14 +16,17 @@ pub mod telemetry;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use fhir_core::{Issue, IssueCode};
 use store::Store;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
+use tower_http::map_response_body::MapResponseBodyLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -39,12 +42,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The application: FHIR routes under the base path, `/health`, and the layers every
 /// request passes (outermost first): request id, trace span, OperationOutcome for bare
-/// errors, panic → 500, timeout, CORS, body limit.
+/// errors, panic → 500, timeout, CORS, body limit, authentication.
+///
+/// The layers form one stack, added to the routes at once: a request clones the stack
+/// once, where a layer added on its own would add a boxed service to clone per request.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let base_path = state.config.base_path();
     let fhir = routes::fhir_routes();
-    let authenticate = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
     let app = if base_path.is_empty() {
         fhir
     } else {
@@ -52,9 +57,26 @@ pub fn router(state: AppState) -> Router {
             .nest(&base_path, fhir)
             .fallback(|| async { error::ApiError::NotFound("this URL".into()) })
     };
-    app.route("/health", get(|| async { "ok" }))
-        .layer(authenticate)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(telemetry::request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(axum::middleware::map_response(outcome_for_bare_errors))
+        .layer(MapResponseBodyLayer::new(Body::new))
+        .layer(CatchPanicLayer::custom(|_| {
+            outcome_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &[Issue::error(IssueCode::Exception, "internal server error")],
+            )
+        }))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
@@ -62,24 +84,13 @@ pub fn router(state: AppState) -> Router {
                 .allow_headers(Any)
                 .expose_headers([header::ETAG, header::LOCATION, header::LAST_MODIFIED]),
         )
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(CatchPanicLayer::custom(|_| {
-            outcome_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &[Issue::error(IssueCode::Exception, "internal server error")],
-            )
-        }))
-        .layer(axum::middleware::map_response(outcome_for_bare_errors))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(telemetry::request_span)
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    app.route("/health", get(|| async { "ok" }))
+        .layer(layers)
         .with_state(state)
 }
 

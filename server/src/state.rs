@@ -1,5 +1,6 @@
 //! The one application state every handler shares.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +16,14 @@ use crate::config::Config;
 /// Connections the analytics reports may hold at once, beside the store's.
 const ANALYTICS_CONNECTIONS: u32 = 2;
 
-/// Cheap to clone: pool handles and shared configuration.
+/// What every handler shares, behind one reference count: each request clones it a few
+/// times (extractors, middleware), so a clone is one atomic increment.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The contents of [`AppState`]: pool handles and configuration.
+#[derive(Debug)]
+pub struct Shared {
     pub store: Store,
     /// The analytics reports' connections (`analytics_worker::reports` reads the fact
     /// tables with them), opened on first use, so that a slow report never holds a
@@ -60,13 +66,33 @@ impl AppState {
             );
             Auth::Off
         };
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             base: config.base().into(),
             store,
             analytics,
             config: Arc::new(config),
             started: chrono::Utc::now(),
             auth,
-        })
+        })))
+    }
+
+    /// The same state with requests authenticated by `auth` (before it is shared).
+    ///
+    /// # Panics
+    /// When the state is already shared (cloned).
+    #[must_use]
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("authentication is set before the state is shared")
+            .auth = auth;
+        self
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }

@@ -34,15 +34,14 @@ fn app(pool: PgPool) -> Router {
         _ => None,
     })
     .unwrap();
-    let mut state = AppState::new(Store::from_pool(pool), config).unwrap();
+    let state = AppState::new(Store::from_pool(pool), config).unwrap();
     let keys = HashMap::from([(
         KID.to_owned(),
         DecodingKey::from_ec_pem(PUBLIC_KEY).unwrap(),
     )]);
-    state.auth = Auth::Tokens(Arc::new(
+    router(state.with_auth(Auth::Tokens(Arc::new(
         TokenValidator::with_keys(ISSUER, BASE, keys).unwrap(),
-    ));
-    router(state)
+    ))))
 }
 
 fn now() -> i64 {
