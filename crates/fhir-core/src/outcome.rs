@@ -67,6 +67,8 @@ pub enum IssueCode {
     Transient,
     /// The request could not be carried out (a patch that does not apply).
     Processing,
+    /// An invariant (a FHIRPath constraint of a definition or profile) does not hold.
+    Invariant,
 }
 
 impl IssueCode {
@@ -93,6 +95,7 @@ impl IssueCode {
             IssueCode::Login => "login",
             IssueCode::Transient => "transient",
             IssueCode::Processing => "processing",
+            IssueCode::Invariant => "invariant",
         }
     }
 }

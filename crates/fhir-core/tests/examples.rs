@@ -153,7 +153,13 @@ fn embedded_list_matches_fhir_profiles() {
     embedded.sort();
     let profiles = crate_dir.join("../../fhir-profiles");
     let mut on_disk = Vec::new();
-    for dir in ["StructureDefinition", "ValueSet", "CodeSystem"] {
+    for dir in [
+        "StructureDefinition",
+        "ValueSet",
+        "CodeSystem",
+        "custom/StructureDefinition",
+        "custom/ValueSet",
+    ] {
         for path in json_files(&profiles.join(dir)) {
             let file = path
                 .file_name()

@@ -8,7 +8,7 @@ macro_rules! profile {
     };
 }
 
-/// `fhir-profiles/StructureDefinition/*.json`, one JSON document each.
+/// `fhir-profiles/StructureDefinition/*.json`: one JSON document each.
 pub(super) const STRUCTURE_DEFINITIONS: &[&str] = &[
     profile!("StructureDefinition/StructureDefinition-Account.json"),
     profile!("StructureDefinition/StructureDefinition-Address.json"),
@@ -76,7 +76,7 @@ pub(super) const STRUCTURE_DEFINITIONS: &[&str] = &[
     profile!("StructureDefinition/StructureDefinition-xhtml.json"),
 ];
 
-/// `fhir-profiles/ValueSet/*.json`, one JSON document each.
+/// `fhir-profiles/ValueSet/*.json`: one JSON document each.
 pub(super) const VALUE_SETS: &[&str] = &[
     profile!("ValueSet/ValueSet-account-status.json"),
     profile!("ValueSet/ValueSet-address-type.json"),
@@ -105,7 +105,7 @@ pub(super) const VALUE_SETS: &[&str] = &[
     profile!("ValueSet/ValueSet-units-of-time.json"),
 ];
 
-/// `fhir-profiles/CodeSystem/*.json`, one JSON document each.
+/// `fhir-profiles/CodeSystem/*.json`: one JSON document each.
 pub(super) const CODE_SYSTEMS: &[&str] = &[
     profile!("CodeSystem/CodeSystem-abstract-types.json"),
     profile!("CodeSystem/CodeSystem-account-status.json"),
@@ -132,4 +132,15 @@ pub(super) const CODE_SYSTEMS: &[&str] = &[
     profile!("CodeSystem/CodeSystem-sort-direction.json"),
     profile!("CodeSystem/CodeSystem-trigger-type.json"),
     profile!("CodeSystem/CodeSystem-v3-TimingEvent.json"),
+];
+
+/// `fhir-profiles/custom/StructureDefinition/*.json`: Ferrum's own profiles (constraints on the types above).
+pub(super) const PROFILES: &[&str] = &[
+    profile!("custom/StructureDefinition/StructureDefinition-ferrum-invoice.json"),
+    profile!("custom/StructureDefinition/StructureDefinition-ferrum-patient.json"),
+];
+
+/// `fhir-profiles/custom/ValueSet/*.json`: Ferrum's own value sets (bound by its profiles).
+pub(super) const CUSTOM_VALUE_SETS: &[&str] = &[
+    profile!("custom/ValueSet/ValueSet-invoice-status-final.json"),
 ];
