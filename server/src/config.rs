@@ -21,6 +21,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `FHIR_UNIQUE_PATIENT_EMAIL`: refuse two current Patients with the same email.
     pub unique_patient_email: bool,
+    /// `FHIR_VALIDATE_PROFILES`: a write claiming a known profile in `meta.profile` must
+    /// conform to it (422 otherwise).
+    pub validate_profiles: bool,
     /// `FHIR_DEFAULT_PAGE_SIZE`: entries per page when `_count` is absent.
     pub default_page_size: u32,
     /// `FHIR_MAX_PAGE_SIZE`: the largest `_count` honoured (larger ones are cut to it).
@@ -28,6 +31,9 @@ pub struct Config {
     /// `FHIR_CONDITIONAL_DELETE_MAX`: the most resources one conditional delete removes
     /// (1: single deletes only; more matches are 412).
     pub conditional_delete_max: usize,
+    /// `FHIR_BUNDLE_MAX_ENTRIES`: the most entries of a batch or transaction Bundle (more
+    /// are 413).
+    pub bundle_max_entries: usize,
     /// `FHIR_AUTH`: `smart` (bearer tokens of the issuer, the default) or `none` (no
     /// authorisation at all: local experiments only).
     pub auth_enabled: bool,
@@ -145,6 +151,10 @@ impl Config {
                 &get("FHIR_UNIQUE_PATIENT_EMAIL", "true"),
                 "FHIR_UNIQUE_PATIENT_EMAIL",
             )?,
+            validate_profiles: parse(
+                &get("FHIR_VALIDATE_PROFILES", "true"),
+                "FHIR_VALIDATE_PROFILES",
+            )?,
             default_page_size,
             max_page_size,
             conditional_delete_max: match parse(
@@ -152,6 +162,13 @@ impl Config {
                 "FHIR_CONDITIONAL_DELETE_MAX",
             )? {
                 0 => bail!("FHIR_CONDITIONAL_DELETE_MAX must be at least 1"),
+                n => n,
+            },
+            bundle_max_entries: match parse(
+                &get("FHIR_BUNDLE_MAX_ENTRIES", "1000"),
+                "FHIR_BUNDLE_MAX_ENTRIES",
+            )? {
+                0 => bail!("FHIR_BUNDLE_MAX_ENTRIES must be at least 1"),
                 n => n,
             },
             log_json,
@@ -235,9 +252,11 @@ impl fmt::Debug for Config {
             .field("database_max_connections", &self.database_max_connections)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("unique_patient_email", &self.unique_patient_email)
+            .field("validate_profiles", &self.validate_profiles)
             .field("default_page_size", &self.default_page_size)
             .field("max_page_size", &self.max_page_size)
             .field("conditional_delete_max", &self.conditional_delete_max)
+            .field("bundle_max_entries", &self.bundle_max_entries)
             .field("export", &self.export)
             .field("outbox_retention", &self.outbox_retention)
             .field("auth_enabled", &self.auth_enabled)
@@ -267,6 +286,8 @@ mod tests {
         assert_eq!(config.base(), "http://localhost:8080/fhir");
         assert_eq!(config.base_path(), "/fhir");
         assert!(config.unique_patient_email);
+        assert!(config.validate_profiles);
+        assert_eq!(config.bundle_max_entries, 1000);
         assert_eq!(config.rabbitmq_url, "amqp://guest:guest@127.0.0.1:5672/%2f");
         assert!(config.events);
     }

@@ -15,6 +15,7 @@
 //! | `Gone`               | 410    | deleted         |
 //! | `PreconditionFailed` | 412    | conflict        |
 //! | `TooLarge`           | 413    | too-long        |
+//! | `TooManyEntries`     | 413    | too-long (a batch or transaction Bundle over `FHIR_BUNDLE_MAX_ENTRIES`) |
 //! | `TooManyRequests`    | 429    | throttled       |
 //! | `UnsupportedMediaType` | 415  | not-supported   |
 //! | `Busy`, `AuthUnavailable` | 503 | throttled, transient (with `Retry-After`) |
@@ -62,6 +63,9 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("payload too large")]
     TooLarge,
+    /// A batch or transaction Bundle with more entries than the configured limit.
+    #[error("too many entries")]
+    TooManyEntries { max: usize },
     /// Too many requests of a kind (exports running, status polled too soon).
     #[error("too many requests")]
     TooManyRequests(String),
@@ -90,7 +94,8 @@ impl ApiError {
         ApiError::BadRequest(Issue::error(IssueCode::Value, diagnostics))
     }
 
-    fn status(&self) -> StatusCode {
+    /// The HTTP status of the answer.
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -102,7 +107,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge | ApiError::TooManyEntries { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ExportFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -111,7 +116,8 @@ impl ApiError {
         }
     }
 
-    fn issues(self) -> Vec<Issue> {
+    /// The issues of the answer's OperationOutcome.
+    pub(crate) fn issues(self) -> Vec<Issue> {
         use IssueCode as C;
         match self {
             ApiError::Invalid(issues) | ApiError::Unprocessable(issues) => issues,
@@ -138,6 +144,10 @@ impl ApiError {
             }
             ApiError::PreconditionFailed(why) => vec![Issue::error(C::Conflict, why)],
             ApiError::TooLarge => vec![Issue::error(C::TooLong, "the request body is too large")],
+            ApiError::TooManyEntries { max } => vec![Issue::error(
+                C::TooLong,
+                format!("a batch or transaction Bundle may hold at most {max} entries"),
+            )],
             ApiError::TooManyRequests(why) => vec![Issue::error(C::Throttled, why)],
             ApiError::ExportFailed(why) => vec![Issue::error(C::Exception, why)],
             ApiError::UnsupportedMediaType => vec![Issue::error(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -224,6 +224,28 @@ impl<S: Send + Sync> FromRequest<S> for FhirBody {
     }
 }
 
+/// A body that may be absent: no `Content-Type` and nothing sent is `None` (an operation
+/// whose input can come from the query alone).
+impl<S: Send + Sync> OptionalFromRequest<S> for FhirBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        if req.headers().contains_key(header::CONTENT_TYPE) {
+            return <FhirBody as FromRequest<S>>::from_request(req, state)
+                .await
+                .map(Some);
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::UnsupportedMediaType)?;
+        if bytes.is_empty() {
+            Ok(None)
+        } else {
+            Err(ApiError::UnsupportedMediaType)
+        }
+    }
+}
+
 /// `Prefer: return=...`: what a write answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Return {
@@ -237,18 +259,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Return {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let preferences = parts
-            .headers
+        Ok(Return::asked(&parts.headers).unwrap_or_default())
+    }
+}
+
+impl Return {
+    /// The first `return=` preference of the `Prefer` headers, when there is one (a value
+    /// other than `minimal` and `OperationOutcome` is `representation`).
+    pub fn asked(headers: &HeaderMap) -> Option<Return> {
+        let asked = headers
             .get_all("prefer")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split([',', ';']))
-            .filter_map(|p| p.trim().strip_prefix("return="))
-            .map(|v| v.trim().trim_matches('"').to_owned())
-            .collect::<Vec<_>>();
-        Ok(match preferences.first().map(String::as_str) {
-            Some("minimal") => Return::Minimal,
-            Some("OperationOutcome") => Return::OperationOutcome,
+            .find_map(|p| p.trim().strip_prefix("return="))?;
+        Some(match asked.trim().trim_matches('"') {
+            "minimal" => Return::Minimal,
+            "OperationOutcome" => Return::OperationOutcome,
             _ => Return::Representation,
         })
     }
@@ -272,17 +299,26 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<VersionId>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let tag = value.to_str().ok().and_then(|v| {
-        let v = v.trim();
-        v.strip_prefix("W/")
-            .unwrap_or(v)
-            .strip_prefix('"')?
-            .strip_suffix('"')?
-            .parse::<u32>()
-            .ok()
-    });
-    tag.map(|n| Some(VersionId::new(i64::from(n))))
+    value
+        .to_str()
+        .ok()
+        .and_then(match_tag)
+        .map(Some)
         .ok_or_else(|| ApiError::bad_request("If-Match must be an ETag such as W/\"1\""))
+}
+
+/// The version an `If-Match` value (or a Bundle entry's `request.ifMatch`) names: `W/"3"`
+/// or `"3"`; `None` when malformed.
+pub fn match_tag(value: &str) -> Option<VersionId> {
+    let value = value.trim();
+    value
+        .strip_prefix("W/")
+        .unwrap_or(value)
+        .strip_prefix('"')?
+        .strip_suffix('"')?
+        .parse::<u32>()
+        .ok()
+        .map(|n| VersionId::new(i64::from(n)))
 }
 
 /// An HTTP date (`Last-Modified`).

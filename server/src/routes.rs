@@ -4,10 +4,13 @@
 //! | method | path                              | interaction        |
 //! |--------|-----------------------------------|--------------------|
 //! | GET    | /                                 | search-system      |
+//! | POST   | /                                 | batch, transaction (a Bundle) |
 //! | POST   | /_search                          | search-system      |
 //! | GET, POST | /$export, /Patient/$export, /Group/[id]/$export | Bulk Data export kick-off |
 //! | GET, DELETE | /$export-status/[job]           | export status, cancel |
 //! | GET    | /$export-file/[job]/[file]        | an export's NDJSON file |
+//! | POST   | /[type]/$validate                 | operation `validate` of a resource sent |
+//! | GET, POST | /[type]/[id]/$validate         | operation `validate`: the stored version, or an update or delete |
 //! | GET    | /metadata                         | capabilities       |
 //! | GET    | /.well-known/smart-configuration  | SMART discovery (JSON) |
 //! | GET    | /_history                         | history-system     |
@@ -26,6 +29,7 @@
 //! | DELETE | /[type]/[id]                      | delete             |
 //! | GET    | /[type]/[id]/_history             | history-instance   |
 //! | GET    | /[type]/[id]/_history/[vid]       | vread              |
+//! | GET, POST | /Patient/$everything, /Patient/[id]/$everything | operation `everything`: a patient's record (a Bundle) |
 //!
 //! All of them live under the path of `FHIR_BASE_URL`; `/health` sits outside it.
 //!
@@ -38,13 +42,13 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::Path;
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get, post};
 use fhir_core::ResourceType;
 
 use crate::error::ApiError;
 use crate::interaction::{
-    analytics, capabilities, create, delete, export, history, patch, read, search,
-    smart_configuration, update, vread,
+    analytics, capabilities, create, delete, everything, export, history, patch, read, search,
+    smart_configuration, transaction, update, validate, vread,
 };
 use crate::state::AppState;
 
@@ -62,7 +66,8 @@ pub const TYPE_INTERACTIONS: &[&str] = &[
 ];
 
 /// System-level interaction codes served.
-pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system", "search-system"];
+pub const SYSTEM_INTERACTIONS: &[&str] =
+    &["transaction", "batch", "history-system", "search-system"];
 
 /// System-level operations served: name and the canonical URL of their definition.
 pub const SYSTEM_OPERATIONS: &[(&str, &str)] = &[
@@ -92,7 +97,10 @@ fn answer_405(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
 /// The FHIR routes, relative to the base path.
 pub fn fhir_routes() -> Router<AppState> {
     Router::new()
-        .route("/", answer_405(get(search::system_get)))
+        .route(
+            "/",
+            answer_405(get(search::system_get).post(transaction::transaction)),
+        )
         .route(
             "/_search",
             answer_405(get(search::system_get).post(search::system_post)),
@@ -117,6 +125,19 @@ pub fn fhir_routes() -> Router<AppState> {
         .route(
             "/{type}/{id}/$export",
             answer_405(get(export::group).post(export::group)),
+        )
+        .route(
+            "/{type}/$everything",
+            answer_405(get(everything::type_level).post(everything::type_level)),
+        )
+        .route(
+            "/{type}/{id}/$everything",
+            answer_405(get(everything::instance).post(everything::instance)),
+        )
+        .route("/{type}/$validate", answer_405(post(validate::type_level)))
+        .route(
+            "/{type}/{id}/$validate",
+            answer_405(get(validate::instance_get).post(validate::instance_post)),
         )
         .route("/metadata", answer_405(get(capabilities::capabilities)))
         .route("/_history", answer_405(get(history::system)))

@@ -349,6 +349,12 @@ impl TestServer {
         &self.addr
     }
 
+    /// The connection string of the server's own database (for tests that look at its
+    /// tables: history, outbox).
+    pub fn database_url(&self) -> &str {
+        &self.db_url
+    }
+
     /// An absolute URL: `path` relative to the base (`Patient/1`), or already absolute.
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {

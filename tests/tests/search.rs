@@ -239,9 +239,9 @@ const CRAFTED: &str = r#"[
  "type": "device", "actual": true}
 ]"#;
 
-/// The parameters to cover: every code of `../shared/reference/search-parameters.md` per
-/// type (Organization, Practitioner and Group from the same R4 package, and Ferrum's own
-/// `line-item-code` on Invoice), plus the common ones, which any type may cover.
+/// The parameters to cover: every R4 search parameter code of each supported type (the base
+/// SearchParameters of the R4 package), Ferrum's own `line-item-code` on Invoice, plus the
+/// common ones, which any type may cover.
 const REFERENCE_LIST: &[(&str, &[&str])] = &[
     (
         "Account",

@@ -1,4 +1,4 @@
-//! SMART on FHIR end to end (issue 4, docs/authorization.md): the `fhir-server` binary with
+//! SMART on FHIR end to end (docs/authorization.md): the `fhir-server` binary with
 //! `FHIR_AUTH=smart` against the real Keycloak realm `fhir`, every valid token obtained
 //! through a real grant (client_credentials with a secret or a private_key_jwt assertion,
 //! the password grant of the development client for the demo users). Tokens are forged only

@@ -25,6 +25,21 @@ pub(crate) fn resource_type_first(json: String) -> String {
     out
 }
 
+/// [`resource_type_first`] of `json`, appended to `out` (no allocation when `out` has room).
+pub(crate) fn push_resource_type_first(json: &str, out: &mut String) {
+    let body_start = first_member_start(json);
+    match top_level_member(json, "resourceType") {
+        Some(member) if member.start != body_start => {
+            out.push('{');
+            out.push_str(&json[member.start..member.end]);
+            out.push_str(", ");
+            out.push_str(json[body_start..member.separator].trim_end());
+            out.push_str(&json[member.end..]);
+        }
+        _ => out.push_str(json),
+    }
+}
+
 /// Where a top-level member lies in an object's text.
 struct Member {
     /// The start of the separator (`,`) before it.
@@ -131,10 +146,14 @@ fn trim_end_at(bytes: &[u8], end: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::resource_type_first;
+    use super::{push_resource_type_first, resource_type_first};
 
     fn moved(json: &str) -> String {
-        resource_type_first(json.to_owned())
+        let moved = resource_type_first(json.to_owned());
+        let mut pushed = String::from("before");
+        push_resource_type_first(json, &mut pushed);
+        assert_eq!(pushed, format!("before{moved}"), "{json}");
+        moved
     }
 
     #[test]

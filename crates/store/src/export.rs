@@ -3,21 +3,32 @@
 //!
 //! A job is claimed by one server at a time (`for update skip locked`), which keeps a
 //! heartbeat on it; a job whose heartbeat stopped (its server died) is claimed again and run
-//! from the start. The resources of a job are read in one `repeatable read` transaction, on a
-//! connection of its own, through a server-side cursor: every type sees the same snapshot,
+//! from the start. A kick-off notifies [`EXPORT_CHANNEL`], so that an idle runner starts at
+//! once. The resources of a job are read in one `repeatable read` transaction, on a
+//! connection of its own, through server-side cursors: every type sees the same snapshot,
 //! and memory holds one batch of rows at a time whatever the size of the export.
+//!
+//! A read selects the current resources of a type by search criteria ([`ExportRead`]), and
+//! may be limited to the resources that other resources refer to, by the search index's
+//! reference rows (`search_reference`): the Organizations and Practitioners of a Patient
+//! export are those its Patients, Accounts and Invoices refer to.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use fhir_core::ResourceType;
 use fhir_core::search::query::TypeQuery;
 use serde_json::Value;
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
+use crate::resources::WRITE_BARRIER;
 use crate::search::criteria::{Sql, write_criteria};
 use crate::{Store, StoreError};
+
+/// The channel a kick-off notifies (the payload is the job's id): runners listen on it.
+pub const EXPORT_CHANNEL: &str = "fhir_export";
 
 /// A job's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,8 +150,21 @@ impl Store {
         .bind(new.requires_token)
         .execute(&mut *tx)
         .await?;
+        // Delivered at the commit: an idle runner need not wait for its next look.
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(EXPORT_CHANNEL)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(id))
+    }
+
+    /// A listener on [`EXPORT_CHANNEL`], on a connection of its own.
+    pub async fn listen_exports(&self) -> Result<PgListener, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(EXPORT_CHANNEL).await?;
+        Ok(listener)
     }
 
     /// A job, recording this status request: the job as it was, with the previous request's
@@ -287,16 +311,31 @@ impl Store {
         Ok(rows.iter().map(|row| row.get("id")).collect())
     }
 
-    /// Opens a consistent read of every current resource on a connection of its own.
+    /// Opens a consistent read of every current resource on a connection of its own, as of
+    /// its `transaction_time`: the write barrier is taken exclusively for the instant that
+    /// time is read and the snapshot opened. Once granted, every write that stamped a version
+    /// has committed (writes hold the barrier shared from before they read the clock until
+    /// they end); until it is released, no write stamps one. So the snapshot holds exactly
+    /// the versions stamped before `transaction_time`, and every later one is stamped after
+    /// it: a `_since=transaction_time` export finds it.
     pub async fn snapshot(&self) -> Result<Snapshot<'_>, StoreError> {
         let options: PgConnectOptions = (*self.pool.connect_options()).clone();
         let mut conn = PgConnection::connect_with(&options).await?;
+        let mut barrier = self.conn().await?;
+        let mut exclusive = barrier.begin().await?;
+        let transaction_time: DateTime<Utc> = sqlx::query_scalar(
+            "select clock_timestamp() from (select pg_advisory_xact_lock($1)) as barrier",
+        )
+        .bind(WRITE_BARRIER)
+        .fetch_one(&mut *exclusive)
+        .await?;
         sqlx::query("begin isolation level repeatable read read only")
             .execute(&mut conn)
             .await?;
-        let transaction_time: DateTime<Utc> = sqlx::query_scalar("select now()")
-            .fetch_one(&mut conn)
-            .await?;
+        // A repeatable-read transaction takes its snapshot at its first statement.
+        sqlx::query("select 1").execute(&mut conn).await?;
+        exclusive.commit().await?;
+        barrier.done();
         Ok(Snapshot {
             store: self,
             conn,
@@ -323,62 +362,86 @@ pub struct Snapshot<'s> {
     cursors: usize,
 }
 
-/// Rows fetched from the cursor at a time.
-const BATCH: i64 = 1000;
+/// Rows fetched from a cursor at a time: one round trip per batch, and what a [`Batch`]
+/// holds.
+pub const BATCH: usize = 1000;
+
+/// What one read of a [`Snapshot`] selects: the current resources of the `queries`' types
+/// that meet their type's criteria, and
+/// - without `referenced_by`: that changed after `since`, when given;
+/// - with `referenced_by`: that a resource of one of those queries refers to (a local
+///   reference, found in the search index), each once; with `since` as well, that such a
+///   resource changed after `since` refers to, or that changed after `since` themselves.
+///   (An incremental export then holds what its resources refer to, and every change of
+///   what the level's resources refer to.)
+///
+/// Types whose queries have no criteria are read together, in one scan of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportRead<'a, 'r> {
+    /// One query per type.
+    pub queries: &'a [TypeQuery<'r>],
+    pub since: Option<DateTime<Utc>>,
+    /// The queries of the referring resources (their criteria, without `since`).
+    pub referenced_by: Option<&'a [TypeQuery<'r>]>,
+}
 
 impl Snapshot<'_> {
-    /// Hands the JSON text of every current resource of `query`'s type that meets its
-    /// criteria (and, with `since`, changed after it) to `each`, in key order, a batch at a
-    /// time; returns how many. `each` may stop the read with an error.
-    pub async fn stream<E>(
-        &mut self,
-        query: &TypeQuery<'_>,
-        since: Option<DateTime<Utc>>,
-        mut each: impl FnMut(&str) -> Result<(), E>,
-    ) -> Result<Result<u64, E>, StoreError> {
+    /// Opens a cursor over what `read` selects, in the table's order.
+    pub async fn read(&mut self, read: &ExportRead<'_, '_>) -> Result<Rows<'_>, StoreError> {
         let ids = self.store.param_ids().await?;
         self.cursors += 1;
         let cursor = format!("export_{}", self.cursors);
         let mut sql = Sql::new(
             ids,
             &format!(
-                "declare {cursor} no scroll cursor for select r.content::text from resources r where r.res_type = "
+                "declare {cursor} no scroll cursor for \
+                 select r.res_type, r.content::text from resources r where not r.deleted"
             ),
         );
-        sql.bind(query.resource_type.as_str().to_owned())
-            .push(" and not r.deleted");
-        if let Some(since) = since {
+        let plain = read.referenced_by.is_none()
+            && read.queries.iter().all(|query| query.criteria.is_empty());
+        if let (None, Some(since)) = (read.referenced_by, read.since) {
             sql.push(" and r.last_updated > ").bind(since);
         }
-        write_criteria(&mut sql, query.resource_type, "r", &query.criteria);
-        sql.push(" order by r.key");
+        if plain {
+            let types: Vec<String> = read
+                .queries
+                .iter()
+                .map(|query| query.resource_type.as_str().to_owned())
+                .collect();
+            sql.push(" and r.res_type = any(").bind(types).push(")");
+        } else {
+            sql.push(" and (false");
+            for query in read.queries {
+                let rtype = query.resource_type;
+                sql.push(format_args!(" or (r.res_type = '{rtype}'"));
+                if let Some(sources) = read.referenced_by {
+                    sql.push(" and r.id in ");
+                    referenced(&mut sql, rtype, sources, None);
+                    if let Some(since) = read.since {
+                        sql.push(" and (r.last_updated > ")
+                            .bind(since)
+                            .push(" or r.id in ");
+                        referenced(&mut sql, rtype, sources, Some(since));
+                        sql.push(")");
+                    }
+                }
+                write_criteria(&mut sql, rtype, "r", &query.criteria);
+                sql.push(")");
+            }
+            sql.push(")");
+        }
         sql.builder
             .build()
             .persistent(false)
             .execute(&mut self.conn)
             .await?;
-        let fetch = format!("fetch {BATCH} from {cursor}");
-        let mut count = 0u64;
-        loop {
-            let rows = sqlx::query(&fetch).fetch_all(&mut self.conn).await?;
-            for row in &rows {
-                let content: String = row.get(0);
-                if let Err(stop) = each(&crate::content::resource_type_first(content)) {
-                    sqlx::query(&format!("close {cursor}"))
-                        .execute(&mut self.conn)
-                        .await?;
-                    return Ok(Err(stop));
-                }
-                count += 1;
-            }
-            if (rows.len() as i64) < BATCH {
-                break;
-            }
-        }
-        sqlx::query(&format!("close {cursor}"))
-            .execute(&mut self.conn)
-            .await?;
-        Ok(Ok(count))
+        Ok(Rows {
+            conn: &mut self.conn,
+            fetch: format!("fetch {BATCH} from {cursor}"),
+            cursor,
+            done: false,
+        })
     }
 
     /// Ends the read.
@@ -386,5 +449,116 @@ impl Snapshot<'_> {
         sqlx::query("commit").execute(&mut self.conn).await?;
         self.conn.close().await?;
         Ok(())
+    }
+}
+
+/// Writes `(select <id> ...)`: the ids of the resources of `rtype` that a current resource of
+/// one of `sources` refers to (changed after `since`, when given).
+fn referenced(
+    sql: &mut Sql<'_>,
+    rtype: ResourceType,
+    sources: &[TypeQuery<'_>],
+    since: Option<DateTime<Utc>>,
+) {
+    // Aliases of criteria end in a number: these cannot meet them.
+    let (rf, src) = ("rf", "src");
+    // The `left(.., 256)`s are those of the reference index (see `_has` in the criteria).
+    sql.push(format_args!(
+        "(select left({rf}.target_id, 256) from search_reference {rf} \
+         join resources {src} on {src}.key = {rf}.res_key \
+         where {rf}.target_id is not null and {rf}.url is null \
+         and left({rf}.target_type, 256) = '{rtype}' and not {src}.deleted"
+    ));
+    if let Some(since) = since {
+        sql.push(format_args!(" and {src}.last_updated > "))
+            .bind(since);
+    }
+    sql.push(" and (false");
+    for source in sources {
+        sql.push(format_args!(
+            " or ({src}.res_type = '{}'",
+            source.resource_type
+        ));
+        write_criteria(sql, source.resource_type, src, &source.criteria);
+        sql.push(")");
+    }
+    sql.push("))");
+}
+
+/// An open cursor of a [`Snapshot`]: the resources a read selects, a batch at a time.
+#[derive(Debug)]
+pub struct Rows<'c> {
+    conn: &'c mut PgConnection,
+    cursor: String,
+    fetch: String,
+    done: bool,
+}
+
+impl Rows<'_> {
+    /// Fills `batch` with the next resources, at most [`BATCH`] (what it held goes); `false`
+    /// once every one was handed over.
+    pub async fn next(&mut self, batch: &mut Batch) -> Result<bool, StoreError> {
+        batch.clear();
+        if self.done {
+            return Ok(false);
+        }
+        let rows = sqlx::query(&self.fetch).fetch_all(&mut *self.conn).await?;
+        if rows.len() < BATCH {
+            self.done = true;
+        }
+        for row in &rows {
+            let rtype: &str = row.try_get(0)?;
+            let rtype = rtype
+                .parse()
+                .map_err(|_| sqlx::Error::Decode(format!("resource type {rtype}").into()))?;
+            crate::content::push_resource_type_first(row.try_get(1)?, &mut batch.text);
+            batch.rows.push((rtype, batch.text.len()));
+        }
+        Ok(!batch.is_empty())
+    }
+
+    /// Closes the cursor (the snapshot stays open for the next read).
+    pub async fn close(self) -> Result<(), StoreError> {
+        sqlx::query(&format!("close {}", self.cursor))
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Resources read from a snapshot: their JSON text (`resourceType` first) one after the other
+/// in one buffer, kept from one batch to the next so that a read allocates nothing once its
+/// batches have grown to size.
+#[derive(Debug, Default)]
+pub struct Batch {
+    text: String,
+    /// Each resource's type and the end of its text.
+    rows: Vec<(ResourceType, usize)>,
+}
+
+impl Batch {
+    /// How many resources it holds.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Each resource's type and JSON text, in the order read.
+    pub fn iter(&self) -> impl Iterator<Item = (ResourceType, &str)> {
+        let mut start = 0;
+        self.rows.iter().map(move |&(rtype, end)| {
+            let text = &self.text[start..end];
+            start = end;
+            (rtype, text)
+        })
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.rows.clear();
     }
 }

@@ -13,6 +13,7 @@ mod pool;
 mod resources;
 mod search;
 mod search_index;
+mod transaction;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +24,15 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use error::StoreError;
-pub use export::{ExportJob, JobStatus, NewExport, Snapshot};
+pub use export::{
+    BATCH, Batch, EXPORT_CHANNEL, ExportJob, ExportRead, JobStatus, NewExport, Rows, Snapshot,
+};
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, HistoryScope};
 pub use outbox::{OUTBOX_CHANNEL, OutboxBatch, OutboxEvent};
 pub use resources::{Claim, Conditional, Created, Current, Stored};
-pub use search::{Found, MAX_INCLUDED, SearchPage};
+pub use search::{CompartmentSource, Everything, Found, MAX_INCLUDED, SearchPage};
 pub use search_index::Reindexed;
+pub use transaction::{NewResource, Transaction};
 
 /// The schema migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");

@@ -2,6 +2,7 @@
 //! transaction that also writes the history row, the search index rows of the new
 //! current version (or removes them, for a delete) and the uniqueness claims.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -13,7 +14,9 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::content::resource_type_first;
 use crate::outbox::new_event_id;
-use crate::search_index::{IndexRows, Keys, Statements, TableSet, delete_ctes, insert_ctes};
+use crate::search_index::{
+    IndexRows, Indexed, Keys, Statements, TableSet, delete_ctes, insert_ctes,
+};
 use crate::{Store, StoreError};
 
 /// The current row of a resource.
@@ -70,7 +73,7 @@ pub struct Conditional<'q, 'r> {
 
 /// How a version came to be, as history reports it.
 #[derive(Debug, Clone, Copy)]
-enum Method {
+pub(crate) enum Method {
     Post,
     Put,
 }
@@ -84,42 +87,134 @@ impl Method {
     }
 }
 
-/// PostgreSQL keeps microseconds: cut the clock there so the stamped `meta.lastUpdated`,
-/// the column and `Last-Modified` all agree.
-fn now() -> DateTime<Utc> {
+/// A stand-in for `meta.lastUpdated` until the database clock stamps the version: the same
+/// width as the real instant, which replaces it in the stored text ([`restamp`]).
+pub(crate) fn placeholder_time() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Inserts version 1 of a resource unless its id exists, with its history row, search
-/// index rows (from `$10`), claims and `create` event.
+/// The advisory lock every write transaction takes shared, before anything else, and an
+/// export's start takes exclusively (`docs/bulk-export.md`, "Consistency"). A version is
+/// stamped with the database clock read while the lock is held, so every version stamped
+/// before the instant an export reads (its `transactionTime`, read under the exclusive lock)
+/// is committed before that export's snapshot, and every version stamped after it commits
+/// after the snapshot.
+pub(crate) const WRITE_BARRIER: i64 = 0x6665_7272_756d_0001;
+
+/// The database clock read under the write barrier ([`WRITE_BARRIER`], held until the
+/// transaction on `conn` ends): the `lastUpdated` of the versions the transaction writes.
+pub(crate) async fn write_clock(conn: &mut PgConnection) -> Result<DateTime<Utc>, StoreError> {
+    // The lock is taken in the subquery, before the clock is read.
+    Ok(sqlx::query_scalar(
+        "select clock_timestamp() from (select pg_advisory_xact_lock_shared($1)) as barrier",
+    )
+    .bind(WRITE_BARRIER)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// `content`, stamped with a [`placeholder_time`], with its `meta.lastUpdated` set to `at`:
+/// `meta` leads the stamped text (after `resourceType` and `id`), so its `lastUpdated` is the
+/// first, and the instant text has the same width.
+fn restamp(content: &mut String, at: DateTime<Utc>) {
+    const KEY: &str = "\"lastUpdated\":\"";
+    let to = format_instant(at);
+    if let Some(start) = content.find(KEY).map(|i| i + KEY.len())
+        && content
+            .get(start..start + to.len())
+            .is_some_and(|old| old.ends_with('Z'))
+    {
+        content.replace_range(start..start + to.len(), &to);
+    }
+}
+
+/// Version 1 of a resource, to insert with [`Store::insert_first`].
+pub(crate) struct First<'a> {
+    pub(crate) rtype: ResourceType,
+    pub(crate) id: &'a Id,
+    /// The resource as JSON text, stamped with a [`placeholder_time`] or the transaction's
+    /// clock; [`Store::insert_first`] sets the version's `lastUpdated` into it.
+    pub(crate) content: String,
+    pub(crate) claims: &'a [Claim],
+    pub(crate) indexed: Indexed<'a>,
+}
+
+/// The first claim that a resource of `new` makes after another one of them made it, with
+/// the resource's position: the statement would refuse it without saying which.
+fn claimed_twice(new: &[First<'_>]) -> Option<(usize, StoreError)> {
+    let mut claimants: HashMap<(&str, &str), usize> = HashMap::new();
+    for (position, first) in new.iter().enumerate() {
+        for claim in first.claims {
+            let claimant = *claimants
+                .entry((claim.rule, claim.value.as_str()))
+                .or_insert(position);
+            if claimant != position {
+                return Some((
+                    position,
+                    StoreError::Duplicate {
+                        rule: claim.rule,
+                        expression: claim.expression.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Inserts version 1 of each resource of the arrays `$3` (types), `$4` (ids) and `$5`
+/// (contents) unless its id exists, with its history row (method `$2`), search index rows
+/// (from `$10`, by position: [`Keys::Placed`]), claims (`$7`-`$9`, by position) and `create`
+/// event (ids `$6`), in the arrays' order. Their `lastUpdated` is `$1` (the clock a
+/// transaction read under the write barrier) or, when null, the database clock read under the
+/// write barrier (taken here, so that a create is one statement); it is set into
+/// `meta.lastUpdated` of each content, the `last_updated` columns and the events, and returned.
 static INSERT_FIRST: Statements = Statements::new(|tables: TableSet| {
-    let (index, _) = insert_ctes(Keys::Cur, 10, tables);
+    let (index, _) = insert_ctes(Keys::Placed, 10, tables);
     format!(
-        "with cur as (
+        "with clock as materialized (
+             select coalesce($1::timestamptz, clock_timestamp()) as at
+             from (select pg_advisory_xact_lock_shared({WRITE_BARRIER})) as barrier
+         ), new as (
+             select * from unnest($3::text[], $4::text[], $5::text[], $6::uuid[])
+                 with ordinality as new(res_type, id, content, event_id, pos)
+         ), cur as (
              insert into resources (res_type, id, version, last_updated, content)
-             values ($1, $2, 1, $3, $4::jsonb)
+             select new.res_type, new.id, 1, clock.at, jsonb_set(new.content::jsonb,
+                 '{{meta,lastUpdated}}',
+                 to_jsonb(to_char(clock.at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
+             from new, clock
+             order by new.pos
              on conflict (res_type, id) do nothing
-             returning key, res_type, id, content
+             returning key, res_type, id, content, last_updated
+         ), placed as (
+             select new.pos, new.event_id, cur.key, cur.res_type, cur.id, cur.content,
+                    cur.last_updated
+             from cur join new on new.res_type = cur.res_type and new.id = cur.id
          ){index}, hist as (
              insert into resource_history (res_type, id, version, last_updated, method, status, content)
-             select res_type, id, 1, $3, $5, 201, content from cur
+             select res_type, id, 1, last_updated, $2, 201, content from placed order by pos
          ), claims as (
              insert into unique_claims (rule, value, res_type, res_id)
-             select c.rule, c.value, cur.res_type, cur.id
-             from cur, unnest($6::text[], $7::text[]) as c(rule, value)
+             select c.rule, c.value, placed.res_type, placed.id
+             from placed join unnest($7::int8[], $8::text[], $9::text[]) as c(pos, rule, value)
+                  using (pos)
          ), event as (
              insert into outbox (event_id, routing_key, payload, res_key)
-             select $8::uuid, res_type || '.create',
-                    jsonb_build_object('specVersion', 1, 'eventId', $8::text,
+             select event_id, res_type || '.create',
+                    jsonb_build_object('specVersion', 1, 'eventId', event_id::text,
                         'action', 'create', 'resourceType', res_type, 'id', id,
-                        'versionId', 1, 'lastUpdated', $9::text, 'resource', content),
+                        'versionId', 1, 'lastUpdated', content->'meta'->'lastUpdated',
+                        'resource', content),
                     key
-             from cur
+             from placed
+             order by pos
              returning 1
          ), woken as (
-             select pg_notify('fhir_outbox', '') from event
+             select pg_notify('fhir_outbox', '') from (select from event limit 1) as written
          )
-         select (select count(*) from cur), (select count(*) from woken)"
+         select (select count(*) from cur), (select count(*) from woken),
+                (select at from clock)"
     )
 });
 
@@ -173,23 +268,9 @@ impl Store {
     /// The current row of `type/id`, if it ever existed.
     pub async fn read(&self, rtype: ResourceType, id: &Id) -> Result<Option<Current>, StoreError> {
         let mut conn = self.conn().await?;
-        let row = sqlx::query(
-            "select version, last_updated, deleted, content::text as content
-             from resources where res_type = $1 and id = $2",
-        )
-        .bind(rtype.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+        let current = read_current(&mut conn, rtype, id, false).await?;
         conn.done();
-        Ok(row.map(|row| Current {
-            version: VersionId::new(row.get("version")),
-            last_updated: row.get("last_updated"),
-            deleted: row.get("deleted"),
-            content: row
-                .get::<Option<String>, _>("content")
-                .map(resource_type_first),
-        }))
+        Ok(current)
     }
 
     /// Creates a resource with a server-assigned id. With `condition` (If-None-Exist), an
@@ -203,28 +284,28 @@ impl Store {
         condition: Option<Conditional<'_, '_>>,
     ) -> Result<Created, StoreError> {
         let id = Id::generate();
-        let at = now();
-        stamp(&mut resource, &id, VersionId::FIRST, at);
+        stamp(&mut resource, &id, VersionId::FIRST, placeholder_time());
         let content =
             serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
         let indexed = self.index_values(rtype, &resource).await?;
+        let mut first = First {
+            rtype,
+            id: &id,
+            content,
+            claims,
+            indexed,
+        };
 
         let Some(condition) = condition else {
             let mut conn = self.conn().await?;
-            let inserted = self
-                .insert_first(
-                    &mut conn,
-                    rtype,
-                    &id,
-                    at,
-                    &content,
-                    Method::Post,
-                    claims,
-                    indexed.rows(),
-                )
-                .await?;
+            let at = self
+                .insert_one(&mut conn, None, Method::Post, &mut first)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Database(sqlx::Error::Protocol("a fresh UUID collided".into()))
+                })?;
             conn.done();
-            debug_assert!(inserted, "a fresh UUID cannot collide");
+            let content = first.content;
             return Ok(Created::New(Stored {
                 id,
                 version: VersionId::FIRST,
@@ -236,23 +317,20 @@ impl Store {
 
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
+        write_clock(&mut tx).await?;
         lock_condition(&mut tx, rtype, condition).await?;
         let matches = self.matching(&mut tx, condition.query, 2).await?;
         match matches.as_slice() {
             [] => {
-                self.insert_first(
-                    &mut tx,
-                    rtype,
-                    &id,
-                    at,
-                    &content,
-                    Method::Post,
-                    claims,
-                    indexed.rows(),
-                )
-                .await?;
+                let at = self
+                    .insert_one(&mut tx, None, Method::Post, &mut first)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Database(sqlx::Error::Protocol("a fresh UUID collided".into()))
+                    })?;
                 tx.commit().await?;
                 conn.done();
+                let content = first.content;
                 Ok(Created::New(Stored {
                     id,
                     version: VersionId::FIRST,
@@ -280,40 +358,79 @@ impl Store {
         }
     }
 
-    /// Inserts version 1 (or nothing, when the id exists: returns false), with its history
-    /// row, search index rows, claims and `create` event, in one statement.
-    #[expect(clippy::too_many_arguments, reason = "one statement, its parameters")]
-    async fn insert_first(
+    /// Inserts version 1 of each of `new`, with their history rows, search index rows,
+    /// claims and `create` events, in one statement and one round trip. The version's
+    /// `lastUpdated` is `at` (a transaction's clock) or, when `None`, the database clock read
+    /// under the write barrier; it replaces the placeholder in each content and is returned.
+    /// `None` when one of the ids exists: that resource is not written (the others are, so a
+    /// caller of several rolls back). An error comes with the position in `new` of the
+    /// resource it is about (the first for an error of the statement as a whole).
+    pub(crate) async fn insert_first(
         &self,
         conn: &mut PgConnection,
-        rtype: ResourceType,
-        id: &Id,
-        at: DateTime<Utc>,
-        content: &str,
+        at: Option<DateTime<Utc>>,
         method: Method,
-        claims: &[Claim],
-        rows: IndexRows<'_>,
-    ) -> Result<bool, StoreError> {
-        let (rules, values): (Vec<&str>, Vec<&str>) =
-            claims.iter().map(|c| (c.rule, c.value.as_str())).unzip();
-        let query = sqlx::query(INSERT_FIRST.get(rows.tables()))
-            .bind(rtype.as_str())
-            .bind(id.as_str())
-            .bind(at)
-            .bind(content)
-            .bind(method.as_str())
-            .bind(&rules)
-            .bind(&values)
-            .bind(new_event_id())
-            .bind(format_instant(at));
-        let result = rows.bind(query, Keys::Cur).fetch_one(&mut *conn).await;
-        match result {
-            Ok(row) => Ok(row.get::<i64, _>(0) == 1),
-            Err(e) if is_unique_violation(&e, "unique_claims_pkey") => {
-                Err(self.duplicate(claims).await)
-            }
-            Err(e) => Err(e.into()),
+        new: &mut [First<'_>],
+    ) -> Result<Option<DateTime<Utc>>, (usize, StoreError)> {
+        if let Some(duplicate) = claimed_twice(new) {
+            return Err(duplicate);
         }
+        let result = {
+            let mut rows = IndexRows::default();
+            let (mut claimants, mut rules, mut values) = (Vec::new(), Vec::new(), Vec::new());
+            // Positions count from 1, as `with ordinality` does.
+            for (position, first) in (1_i64..).zip(new.iter()) {
+                first.indexed.push_placed(&mut rows, position);
+                for claim in first.claims {
+                    claimants.push(position);
+                    rules.push(claim.rule);
+                    values.push(claim.value.as_str());
+                }
+            }
+            let types: Vec<&str> = new.iter().map(|f| f.rtype.as_str()).collect();
+            let ids: Vec<&str> = new.iter().map(|f| f.id.as_str()).collect();
+            let contents: Vec<&str> = new.iter().map(|f| f.content.as_str()).collect();
+            let events: Vec<String> = new.iter().map(|_| new_event_id()).collect();
+            let query = sqlx::query(INSERT_FIRST.get(rows.tables()))
+                .bind(at)
+                .bind(method.as_str())
+                .bind(types)
+                .bind(ids)
+                .bind(contents)
+                .bind(events)
+                .bind(claimants)
+                .bind(rules)
+                .bind(values);
+            rows.bind(query, Keys::Placed).fetch_one(&mut *conn).await
+        };
+        match result {
+            Ok(row) if usize::try_from(row.get::<i64, _>(0)).ok() == Some(new.len()) => {
+                let at: DateTime<Utc> = row.get(2);
+                for first in new.iter_mut() {
+                    restamp(&mut first.content, at);
+                }
+                Ok(Some(at))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if is_unique_violation(&e, "unique_claims_pkey") => {
+                let claims: Vec<&[Claim]> = new.iter().map(|f| f.claims).collect();
+                Err(self.duplicate_among(&claims).await)
+            }
+            Err(e) => Err((0, e.into())),
+        }
+    }
+
+    /// [`Store::insert_first`] of one resource.
+    async fn insert_one(
+        &self,
+        conn: &mut PgConnection,
+        at: Option<DateTime<Utc>>,
+        method: Method,
+        first: &mut First<'_>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.insert_first(conn, at, method, std::slice::from_mut(first))
+            .await
+            .map_err(|(_, error)| error)
     }
 
     /// Updates `type/id`, or creates it with that id when it does not exist (or was
@@ -334,8 +451,9 @@ impl Store {
         loop {
             let mut conn = self.conn().await?;
             let mut tx = conn.begin().await?;
+            let at = write_clock(&mut tx).await?;
             let Some(stored) = self
-                .update_in(&mut tx, rtype, id, resource.clone(), if_match, claims)
+                .update_in(&mut tx, rtype, id, resource.clone(), if_match, claims, at)
                 .await?
             else {
                 continue;
@@ -363,6 +481,7 @@ impl Store {
         loop {
             let mut conn = self.conn().await?;
             let mut tx = conn.begin().await?;
+            let at = write_clock(&mut tx).await?;
             lock_condition(&mut tx, rtype, condition).await?;
             let matches = self.matching(&mut tx, condition.query, 2).await?;
             let id = match (matches.as_slice(), &body_id) {
@@ -377,7 +496,7 @@ impl Store {
                 _ => return Err(StoreError::MultipleMatches),
             };
             let Some(stored) = self
-                .update_in(&mut tx, rtype, &id, resource.clone(), if_match, claims)
+                .update_in(&mut tx, rtype, &id, resource.clone(), if_match, claims, at)
                 .await?
             else {
                 continue;
@@ -390,7 +509,11 @@ impl Store {
 
     /// The update of [`Store::update`] in `tx`; `None` when a concurrent create of the same
     /// id won the insert (the caller retries in a new transaction).
-    async fn update_in(
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "an update, and the clock of its transaction"
+    )]
+    pub(crate) async fn update_in(
         &self,
         tx: &mut PgConnection,
         rtype: ResourceType,
@@ -398,8 +521,8 @@ impl Store {
         mut resource: Value,
         if_match: Option<VersionId>,
         claims: &[Claim],
+        at: DateTime<Utc>,
     ) -> Result<Option<Stored>, StoreError> {
-        let at = now();
         let current = sqlx::query(
             "select key, version, deleted from resources
              where res_type = $1 and id = $2 for update",
@@ -417,23 +540,21 @@ impl Store {
             let content =
                 serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
             let indexed = self.index_values(rtype, &resource).await?;
+            let mut first = First {
+                rtype,
+                id,
+                content,
+                claims,
+                indexed,
+            };
             let inserted = self
-                .insert_first(
-                    tx,
-                    rtype,
-                    id,
-                    at,
-                    &content,
-                    Method::Put,
-                    claims,
-                    indexed.rows(),
-                )
+                .insert_one(tx, Some(at), Method::Put, &mut first)
                 .await?;
-            return Ok(inserted.then(|| Stored {
+            return Ok(inserted.map(|at| Stored {
                 id: id.clone(),
                 version: VersionId::FIRST,
                 last_updated: at,
-                content,
+                content: first.content,
                 created: true,
             }));
         };
@@ -487,7 +608,8 @@ impl Store {
     ) -> Result<Option<(VersionId, DateTime<Utc>)>, StoreError> {
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
-        let deleted = self.delete_in(&mut tx, rtype, id.as_str()).await?;
+        let at = write_clock(&mut tx).await?;
+        let deleted = self.delete_in(&mut tx, rtype, id.as_str(), at).await?;
         tx.commit().await?;
         conn.done();
         Ok(deleted)
@@ -505,6 +627,7 @@ impl Store {
         let rtype = condition.query.resource_type;
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
+        let at = write_clock(&mut tx).await?;
         lock_condition(&mut tx, rtype, condition).await?;
         let limit = i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1);
         let matches = self.matching(&mut tx, condition.query, limit).await?;
@@ -513,7 +636,7 @@ impl Store {
         }
         let mut deleted = Vec::with_capacity(matches.len());
         for id in matches {
-            if self.delete_in(&mut tx, rtype, &id).await?.is_some() {
+            if self.delete_in(&mut tx, rtype, &id, at).await?.is_some() {
                 deleted.push(id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
             }
         }
@@ -523,13 +646,13 @@ impl Store {
     }
 
     /// The delete of [`Store::delete`] in `tx`.
-    async fn delete_in(
+    pub(crate) async fn delete_in(
         &self,
         tx: &mut PgConnection,
         rtype: ResourceType,
         id: &str,
+        at: DateTime<Utc>,
     ) -> Result<Option<(VersionId, DateTime<Utc>)>, StoreError> {
-        let at = now();
         let row = sqlx::query(
             "with cur as (
                  update resources
@@ -612,8 +735,17 @@ impl Store {
 
     /// Names the first claim that another resource holds (for the 409 message).
     async fn duplicate(&self, claims: &[Claim]) -> StoreError {
-        let (rules, values): (Vec<&str>, Vec<&str>) =
-            claims.iter().map(|c| (c.rule, c.value.as_str())).unzip();
+        self.duplicate_among(&[claims]).await.1
+    }
+
+    /// Names the first claim of several resources' `claims` that another resource holds,
+    /// with the position of the resource that makes it.
+    async fn duplicate_among(&self, claims: &[&[Claim]]) -> (usize, StoreError) {
+        let (rules, values): (Vec<&str>, Vec<&str>) = claims
+            .iter()
+            .flat_map(|claims| claims.iter())
+            .map(|c| (c.rule, c.value.as_str()))
+            .unzip();
         let held: Vec<(String, String)> = sqlx::query_as(
             "select rule, value from unique_claims
              where (rule, value) in (select * from unnest($1::text[], $2::text[]))",
@@ -623,26 +755,63 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .unwrap_or_default();
-        let first = claims
+        let mut claimed = claims
             .iter()
-            .find(|c| held.iter().any(|(r, v)| r == c.rule && v == &c.value))
-            .or(claims.first());
+            .enumerate()
+            .flat_map(|(position, claims)| claims.iter().map(move |claim| (position, claim)));
+        let first = claimed
+            .clone()
+            .find(|(_, c)| held.iter().any(|(r, v)| r == c.rule && v == &c.value))
+            .or_else(|| claimed.next());
         match first {
-            Some(claim) => StoreError::Duplicate {
-                rule: claim.rule,
-                expression: claim.expression.clone(),
-            },
-            None => StoreError::Duplicate {
-                rule: "",
-                expression: String::new(),
-            },
+            Some((position, claim)) => (
+                position,
+                StoreError::Duplicate {
+                    rule: claim.rule,
+                    expression: claim.expression.clone(),
+                },
+            ),
+            None => (
+                0,
+                StoreError::Duplicate {
+                    rule: "",
+                    expression: String::new(),
+                },
+            ),
         }
     }
 }
 
+/// The current row of `type/id` on `conn`, if it ever existed; with `for_update`, locked
+/// until the transaction ends.
+pub(crate) async fn read_current(
+    conn: &mut PgConnection,
+    rtype: ResourceType,
+    id: &Id,
+    for_update: bool,
+) -> Result<Option<Current>, StoreError> {
+    const READ: &str = "select version, last_updated, deleted, content::text as content
+                        from resources where res_type = $1 and id = $2";
+    const READ_FOR_UPDATE: &str = "select version, last_updated, deleted, content::text as content
+                                   from resources where res_type = $1 and id = $2 for update";
+    let row = sqlx::query(if for_update { READ_FOR_UPDATE } else { READ })
+        .bind(rtype.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|row| Current {
+        version: VersionId::new(row.get("version")),
+        last_updated: row.get("last_updated"),
+        deleted: row.get("deleted"),
+        content: row
+            .get::<Option<String>, _>("content")
+            .map(resource_type_first),
+    }))
+}
+
 /// Makes conditional writes under the same condition take turns (until `tx` ends), so that
 /// two cannot both find no match and both create.
-async fn lock_condition(
+pub(crate) async fn lock_condition(
     tx: &mut PgConnection,
     rtype: ResourceType,
     condition: Conditional<'_, '_>,
@@ -652,4 +821,29 @@ async fn lock_condition(
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restamp_replaces_the_placeholder_of_meta_only() {
+        let placeholder: DateTime<Utc> = "2026-01-02T03:04:05.000006Z".parse().unwrap_or_default();
+        let at: DateTime<Utc> = "2026-01-02T03:04:05.123456Z".parse().unwrap_or_default();
+        let mut resource = serde_json::json!({"resourceType": "Patient",
+            "meta": {"source": "x", "lastUpdated": "1999-01-01T00:00:00Z"},
+            "extension": [{"url": "u", "valueInstant": format_instant(placeholder)}]});
+        let id: Id = "a".parse().unwrap_or_else(|_| unreachable!());
+        stamp(&mut resource, &id, VersionId::FIRST, placeholder);
+        let mut content = resource.to_string();
+        restamp(&mut content, at);
+        let stored: Value = serde_json::from_str(&content).unwrap_or_default();
+        assert_eq!(stored["meta"]["lastUpdated"], format_instant(at));
+        assert_eq!(stored["meta"]["source"], "x");
+        assert_eq!(
+            stored["extension"][0]["valueInstant"],
+            format_instant(placeholder)
+        );
+    }
 }

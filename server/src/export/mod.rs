@@ -7,7 +7,9 @@
 //!   the job runs: a `patient/` token exports its compartment only);
 //! - belong to the level asked for: everything (`[base]/$export`), the patient compartments
 //!   (`[base]/Patient/$export`: Patients, and Accounts and Invoices that refer to a Patient),
-//!   or the compartments of a Group's members (`[base]/Group/[id]/$export`);
+//!   or the compartments of a Group's members (`[base]/Group/[id]/$export`); at Patient and
+//!   Group level also the Organizations and Practitioners ([`REFERENCED_TYPES`]) that those
+//!   compartments' resources refer to ([`ExportRequest::referring`]);
 //! - changed after `_since`, when given, and match one of the type's `_typeFilter` searches,
 //!   when it has some.
 
@@ -51,12 +53,36 @@ pub struct ExportRequest {
     pub patient: Option<String>,
 }
 
-/// The types a Patient- or Group-level export can hold: those in the Patient compartment.
+/// The types of the Patient compartment: what a Patient- or Group-level export selects by
+/// its level.
 pub const COMPARTMENT_TYPES: [ResourceType; 3] = [
     ResourceType::Patient,
     ResourceType::Account,
     ResourceType::Invoice,
 ];
+
+/// The types a Patient- or Group-level export adds when the compartments' resources refer to
+/// them (`Patient.managingOrganization`, `Account.owner`, `Invoice.participant.actor`, ...).
+pub const REFERENCED_TYPES: [ResourceType; 2] =
+    [ResourceType::Organization, ResourceType::Practitioner];
+
+impl Level {
+    /// The types an export of this level can hold.
+    pub fn types(&self) -> Vec<ResourceType> {
+        match self {
+            Level::System => ResourceType::ALL.to_vec(),
+            Level::Patient | Level::Group(_) => COMPARTMENT_TYPES
+                .into_iter()
+                .chain(REFERENCED_TYPES)
+                .collect(),
+        }
+    }
+
+    /// Whether `rtype`'s resources are selected by what the level's compartments refer to.
+    pub fn is_referenced(&self, rtype: ResourceType) -> bool {
+        !matches!(self, Level::System) && REFERENCED_TYPES.contains(&rtype)
+    }
+}
 
 impl ExportRequest {
     /// The caller's permissions, as at the kick-off.
@@ -75,6 +101,55 @@ impl ExportRequest {
             permissions: self.permissions(),
             scope: self.scope.clone(),
         }
+    }
+
+    /// The query of `rtype`: its `_typeFilter`s (a resource is exported when it matches one;
+    /// every resource when the type has none), limited to the level and to the caller's
+    /// grant. `Err` names what does not parse or is no longer granted.
+    pub fn query<'r>(
+        &self,
+        registry: &'r Registry,
+        rtype: ResourceType,
+        server_base: &str,
+    ) -> Result<TypeQuery<'r>, String> {
+        let mut queries = self.queries(registry, rtype, server_base)?;
+        if queries.len() == 1
+            && let Some(query) = queries.pop()
+        {
+            return Ok(query);
+        }
+        // Several filters: one read of their union, so a resource matching two is read once.
+        Ok(TypeQuery {
+            resource_type: rtype,
+            criteria: vec![Condition::Any(
+                queries.into_iter().map(|q| q.criteria).collect(),
+            )],
+            sort: Vec::new(),
+        })
+    }
+
+    /// At Patient and Group level, the resources whose references select the
+    /// [`REFERENCED_TYPES`]: the [`query`](Self::query) of each compartment type the caller
+    /// may read and search, whether `_type` names it or not (`_type` picks the files, not
+    /// what they refer to). `None` at system level.
+    pub fn referring<'r>(
+        &self,
+        registry: &'r Registry,
+        server_base: &str,
+    ) -> Result<Option<Vec<TypeQuery<'r>>>, String> {
+        if self.level == Level::System {
+            return Ok(None);
+        }
+        let permissions = self.permissions();
+        COMPARTMENT_TYPES
+            .into_iter()
+            .filter(|rtype| {
+                permissions.allows(*rtype, Interaction::Read)
+                    && permissions.allows(*rtype, Interaction::Search)
+            })
+            .map(|rtype| self.query(registry, rtype, server_base))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// The queries of `rtype`: one per `_typeFilter` of the type (a resource is exported
@@ -144,13 +219,17 @@ pub fn parse<'r>(
         .ok_or_else(|| "no query".into())
 }
 
-/// What the level adds to a query of `rtype`.
+/// What the level adds to a query of `rtype` (nothing for a type the level selects by
+/// references: see [`ExportRequest::referring`]).
 fn level_criteria<'r>(
     registry: &'r Registry,
     rtype: ResourceType,
     level: &Level,
     server_base: &str,
 ) -> Result<Vec<Condition<'r>>, String> {
+    if level.is_referenced(rtype) {
+        return Ok(Vec::new());
+    }
     let patient_criterion = |tail: &str| -> Result<Condition<'r>, String> {
         if rtype == ResourceType::Patient {
             let query = parse(registry, rtype, tail.trim_start_matches('.'), server_base)?;

@@ -39,6 +39,7 @@ use crate::auth::Auth;
 use crate::auth::keys::Endpoints;
 use crate::error::ApiError;
 use crate::http::{Negotiated, fhir_body};
+use crate::interaction::{everything, validate};
 use crate::routes::{SYSTEM_INTERACTIONS, SYSTEM_OPERATIONS, TYPE_INTERACTIONS};
 use crate::state::AppState;
 
@@ -169,11 +170,29 @@ fn resource(
         ResourceType::Group => Some("group-export"),
         _ => None,
     };
+    let mut operations = Vec::new();
     if let Some(definition) = export {
-        entry["operation"] = json!([{
+        operations.push(json!({
             "name": "export",
             "definition": format!("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/{definition}"),
-        }]);
+        }));
+    }
+    if rtype == ResourceType::Patient {
+        let (name, definition) = everything::OPERATION;
+        operations.push(json!({"name": name, "definition": definition}));
+    }
+    let (name, definition) = validate::OPERATION;
+    operations.push(json!({"name": name, "definition": definition}));
+    entry["operation"] = Value::Array(operations);
+    let profiles: Vec<&str> = fhir_core::validation::profiles()
+        .map(|profiles| profiles.all())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.resource_type == rtype.as_str())
+        .map(|p| p.url.as_str())
+        .collect();
+    if !profiles.is_empty() {
+        entry["supportedProfile"] = json!(profiles);
     }
     let Some(registry) = registry else {
         return entry;

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::auth::{Auth, Principal};
 use crate::error::ApiError;
-use crate::export::{COMPARTMENT_TYPES, ExportRequest, Level};
+use crate::export::{ExportRequest, Level};
 use crate::http::QueryParams;
 use crate::state::AppState;
 
@@ -213,10 +213,7 @@ async fn kick_off(
             }
         }
     }
-    let allowed: Vec<ResourceType> = match level {
-        Level::System => ResourceType::ALL.to_vec(),
-        _ => COMPARTMENT_TYPES.to_vec(),
-    };
+    let allowed = level.types();
     let exportable = |rtype: &ResourceType| {
         principal.permissions.allows(*rtype, Interaction::Read)
             && principal.permissions.allows(*rtype, Interaction::Search)
@@ -227,7 +224,8 @@ async fn kick_off(
                 if !allowed.contains(rtype) {
                     return Err(ApiError::bad_request(format!(
                         "{rtype} is not in the patient compartment: a Patient or Group export \
-                         holds Patient, Account and Invoice"
+                         holds Patient, Account and Invoice, and the Organization and \
+                         Practitioner they refer to"
                     )));
                 }
                 if !exportable(rtype) {

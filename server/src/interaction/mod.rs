@@ -4,13 +4,16 @@ pub mod analytics;
 pub mod capabilities;
 pub mod create;
 pub mod delete;
+pub mod everything;
 pub mod export;
 pub mod history;
 pub mod patch;
 pub mod read;
 pub mod search;
 pub mod smart_configuration;
+pub mod transaction;
 pub mod update;
+pub mod validate;
 pub mod vread;
 
 use fhir_core::resource::{self, Format};
@@ -27,8 +30,10 @@ use crate::error::ApiError;
 use crate::http::FhirBody;
 use crate::state::AppState;
 
-/// The grant of a write (`interaction`) of `resource` to `rtype`: 403 unless the caller's
-/// scopes grant it on that resource (a patient's compartment: the resource must be in it).
+/// The checks a write (`interaction`) of `resource` to `rtype` passes once parsed: 403
+/// unless the caller's scopes grant it on that resource (a patient's compartment: the
+/// resource must be in it); then, with `FHIR_VALIDATE_PROFILES`, 422 unless the resource
+/// conforms to the profiles it claims that Ferrum knows. Returns the caller's grant.
 fn check_write(
     state: &AppState,
     principal: &Principal,
@@ -38,15 +43,23 @@ fn check_write(
 ) -> Result<Grant, ApiError> {
     let grant = require(principal, rtype, interaction)?;
     let registry = state.store.registry()?;
-    if permits(registry, rtype, &grant, resource, &state.base) {
-        Ok(grant)
-    } else {
-        Err(ApiError::Forbidden(format!(
+    if !permits(registry, rtype, &grant, resource, &state.base) {
+        return Err(ApiError::Forbidden(format!(
             "the access token does not grant this {} on {rtype}: the resource is outside \
              the patient compartment or the scope's constraints",
             interaction.name()
-        )))
+        )));
     }
+    if state.config.validate_profiles {
+        let issues = validate::claimed_profile_issues(resource)?;
+        if issues
+            .iter()
+            .any(|i| i.severity == fhir_core::Severity::Error)
+        {
+            return Err(ApiError::Unprocessable(issues));
+        }
+    }
+    Ok(grant)
 }
 
 /// Parses and validates a write's body as a resource of `rtype`.

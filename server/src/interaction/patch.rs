@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use fhir_core::resource::{self, Format};
-use fhir_core::{Issue, IssueCode};
+use fhir_core::{Id, Issue, IssueCode, ResourceType};
 use serde_json::Value;
 use smart::Interaction;
 use store::StoreError;
@@ -49,12 +49,7 @@ pub async fn patch(
     if media.as_deref() != Some(JSON_PATCH) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let operations: json_patch::Patch = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::BadRequest(Issue::error(
-            IssueCode::Structure,
-            "the body is not a JSON Patch (an array of operations)",
-        ))
-    })?;
+    let operations = operations(&body)?;
     let expected = if_match(&headers)?;
     for _ in 0..ATTEMPTS {
         let current = state
@@ -70,33 +65,7 @@ pub async fn patch(
                 current: Some(current.version),
             }));
         }
-        let mut resource: Value =
-            serde_json::from_str(&content).map_err(|e| ApiError::Internal(e.to_string()))?;
-        json_patch::patch(&mut resource, &operations).map_err(|error| {
-            ApiError::Unprocessable(vec![Issue::error(
-                IssueCode::Processing,
-                format!("the patch does not apply: {}", describe(&error)),
-            )])
-        })?;
-        if resource["resourceType"] != rtype.as_str() || resource["id"] != id.as_str() {
-            return Err(ApiError::Unprocessable(vec![Issue::error(
-                IssueCode::Processing,
-                "a patch may not change the resource's type or id",
-            )]));
-        }
-        // Server-owned: the next version is stamped anew.
-        if let Some(meta) = resource.get_mut("meta").and_then(Value::as_object_mut) {
-            meta.remove("versionId");
-            meta.remove("lastUpdated");
-            if meta.is_empty()
-                && let Some(object) = resource.as_object_mut()
-            {
-                object.remove("meta");
-            }
-        }
-        let bytes = serde_json::to_vec(&resource).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let resource =
-            resource::parse(&bytes, Format::Json, rtype).map_err(ApiError::Unprocessable)?;
+        let resource = apply(rtype, &id, &content, &operations)?;
         let grant = check_write(&state, &principal, rtype, Interaction::Update, &resource)?;
         check_stored(&state, rtype, &id, &grant).await?;
         let claims = claims(&state, rtype, &resource);
@@ -116,6 +85,53 @@ pub async fn patch(
         IssueCode::Conflict,
         "the resource kept changing while the patch was applied; retry",
     )))
+}
+
+/// Reads a JSON Patch document: 400 when it is not one.
+pub(crate) fn operations(body: &[u8]) -> Result<json_patch::Patch, ApiError> {
+    serde_json::from_slice(body).map_err(|_| {
+        ApiError::BadRequest(Issue::error(
+            IssueCode::Structure,
+            "the body is not a JSON Patch (an array of operations)",
+        ))
+    })
+}
+
+/// Applies `operations` to `content`, the stored version of `rtype/id`: the result, checked
+/// as any write is, without the server-owned `meta.versionId` and `meta.lastUpdated`; 422
+/// when the patch does not apply, changes the type or id, or leaves an invalid resource.
+pub(crate) fn apply(
+    rtype: ResourceType,
+    id: &Id,
+    content: &str,
+    operations: &json_patch::Patch,
+) -> Result<Value, ApiError> {
+    let mut resource: Value =
+        serde_json::from_str(content).map_err(|e| ApiError::Internal(e.to_string()))?;
+    json_patch::patch(&mut resource, operations).map_err(|error| {
+        ApiError::Unprocessable(vec![Issue::error(
+            IssueCode::Processing,
+            format!("the patch does not apply: {}", describe(&error)),
+        )])
+    })?;
+    if resource["resourceType"] != rtype.as_str() || resource["id"] != id.as_str() {
+        return Err(ApiError::Unprocessable(vec![Issue::error(
+            IssueCode::Processing,
+            "a patch may not change the resource's type or id",
+        )]));
+    }
+    // Server-owned: the next version is stamped anew.
+    if let Some(meta) = resource.get_mut("meta").and_then(Value::as_object_mut) {
+        meta.remove("versionId");
+        meta.remove("lastUpdated");
+        if meta.is_empty()
+            && let Some(object) = resource.as_object_mut()
+        {
+            object.remove("meta");
+        }
+    }
+    let bytes = serde_json::to_vec(&resource).map_err(|e| ApiError::Internal(e.to_string()))?;
+    resource::parse(&bytes, Format::Json, rtype).map_err(ApiError::Unprocessable)
 }
 
 /// What went wrong, without quoting values (they may be patient data): the operation's

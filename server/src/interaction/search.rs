@@ -134,7 +134,7 @@ pub async fn system_post(
 
 /// The query string's parameters, then the form body's (an empty body may have any or no
 /// content type; a non-empty one must be `application/x-www-form-urlencoded`).
-fn with_form(
+pub(crate) fn with_form(
     params: QueryParams,
     headers: &HeaderMap,
     body: &Bytes,

@@ -14,6 +14,7 @@
 
 pub(crate) mod criteria;
 mod cursor;
+mod everything;
 mod include;
 mod order;
 
@@ -29,6 +30,7 @@ use crate::search_index::ParamIds;
 use crate::{Store, StoreError};
 use criteria::{Sql, write_criteria};
 use cursor::{Cursor, CursorKey};
+pub use everything::{CompartmentSource, Everything};
 use order::{Column, order_by, sort_value, write_keyset};
 
 /// A current resource found by a search.
@@ -123,31 +125,15 @@ impl Store {
                 .persistent(false)
                 .fetch_all(&mut *conn)
                 .await?;
-            let more = rows.len() > query.count as usize;
-            rows.truncate(query.count as usize);
-            if backwards {
-                rows.reverse();
-            }
             let key = self.cursor_key().await?;
-            let position = |row: &PgRow, before: bool| Cursor {
-                before,
-                values: (0..columns.len())
-                    .map(|n| row.get::<Option<String>, _>(format!("s{n}").as_str()))
-                    .collect(),
-                key: row.get("key"),
-            };
-            let (first, last) = (rows.first(), rows.last());
-            let (has_next, has_previous) = match &cursor {
-                None => (more, false),
-                Some(c) if c.before => (true, more),
-                Some(_) => (more, true),
-            };
-            page.next = last
-                .filter(|_| has_next)
-                .map(|row| key.seal(&scope, &position(row, false)));
-            page.previous = first
-                .filter(|_| has_previous)
-                .map(|row| key.seal(&scope, &position(row, true)));
+            let more = turn_page(
+                &mut rows,
+                query.count,
+                cursor.as_ref(),
+                columns.len(),
+                |position| key.seal(&scope, position),
+                &mut page,
+            );
             if cursor.is_none() && !more && query.total != Some(Total::None) {
                 page.total = Some(rows.len() as u64);
             }
@@ -199,6 +185,46 @@ impl Store {
             .get_or_try_init(|| CursorKey::load(&self.pool))
             .await
     }
+}
+
+/// Cuts the rows of a page statement (at most `count + 1`, read in the page's direction,
+/// each with its `key` and sort values `s0, s1, ...`) to the page, in order, and gives the
+/// page its `next` and `previous` cursors, sealed by `seal`. Returns whether the statement
+/// found more rows than the page holds.
+fn turn_page(
+    rows: &mut Vec<PgRow>,
+    count: u32,
+    cursor: Option<&Cursor>,
+    columns: usize,
+    seal: impl Fn(&Cursor) -> String,
+    page: &mut SearchPage,
+) -> bool {
+    let more = rows.len() > count as usize;
+    rows.truncate(count as usize);
+    if cursor.is_some_and(|c| c.before) {
+        rows.reverse();
+    }
+    let position = |row: &PgRow, before: bool| Cursor {
+        before,
+        values: (0..columns)
+            .map(|n| row.get::<Option<String>, _>(format!("s{n}").as_str()))
+            .collect(),
+        key: row.get("key"),
+    };
+    let (has_next, has_previous) = match cursor {
+        None => (more, false),
+        Some(c) if c.before => (true, more),
+        Some(_) => (more, true),
+    };
+    page.next = rows
+        .last()
+        .filter(|_| has_next)
+        .map(|row| seal(&position(row, false)));
+    page.previous = rows
+        .first()
+        .filter(|_| has_previous)
+        .map(|row| seal(&position(row, true)));
+    more
 }
 
 /// Whether the query has a condition PostgreSQL estimates poorly: a range on dates, numbers

@@ -88,6 +88,12 @@ impl Indexed<'_> {
         push_rows(&mut rows, self.params, self.rtype, 0, &self.values);
         rows
     }
+
+    /// Adds the rows to `rows`, for a statement that writes several resources and takes
+    /// their keys by position (`Keys::Placed`): this resource's is `position`.
+    pub(crate) fn push_placed<'v>(&'v self, rows: &mut IndexRows<'v>, position: i64) {
+        push_rows(rows, self.params, self.rtype, position, &self.values);
+    }
 }
 
 /// Adds the rows of `values`, the index of resource `key` of type `rtype`, to `rows`.

@@ -23,6 +23,9 @@ pub(crate) enum Keys {
     Cur,
     /// An array bound before each table's values: several resources (a re-index batch).
     Bound,
+    /// An array bound before each table's values holding each row's resource's position in
+    /// the statement's CTE `placed` (`pos`, `key`): several resources the statement writes.
+    Placed,
 }
 
 /// A value column of an index table: its name, the array type it is bound as, and the
@@ -178,8 +181,12 @@ pub(crate) fn insert_ctes(keys: Keys, first: usize, tables: TableSet) -> (String
 fn insert_cte(table: &Table, keys: Keys, next: &mut usize) -> String {
     let mut aliases = vec!["param"];
     let mut arrays = vec!["int4[]"];
-    if keys == Keys::Bound {
-        aliases.insert(0, "res_key");
+    match keys {
+        Keys::Cur => {}
+        Keys::Bound => aliases.insert(0, "res_key"),
+        Keys::Placed => aliases.insert(0, "pos"),
+    }
+    if keys != Keys::Cur {
         arrays.insert(0, "int8[]");
     }
     aliases.extend(table.columns.iter().map(|c| c.name));
@@ -193,13 +200,14 @@ fn insert_cte(table: &Table, keys: Keys, next: &mut usize) -> String {
         .collect();
     let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
     let values: Vec<&str> = table.columns.iter().map(|c| c.insert).collect();
-    let (key, from) = match keys {
-        Keys::Cur => ("cur.key", "cur, "),
-        Keys::Bound => ("t.res_key", ""),
+    let (key, from, join) = match keys {
+        Keys::Cur => ("cur.key", "cur, ", ""),
+        Keys::Bound => ("t.res_key", "", ""),
+        Keys::Placed => ("placed.key", "placed join ", " using (pos)"),
     };
     format!(
         ", {name}_new as (insert into {name} (res_key, param, {names}) \
-         select {key}, t.param, {values} from {from}unnest({unnest}) as t({aliases}))",
+         select {key}, t.param, {values} from {from}unnest({unnest}) as t({aliases}){join})",
         name = table.name,
         names = names.join(", "),
         values = values.join(", "),
@@ -242,7 +250,7 @@ impl Ids {
     fn bind<'q>(self, query: PgQuery<'q>, keys: Keys) -> PgQuery<'q> {
         let query = match keys {
             Keys::Cur => query,
-            Keys::Bound => query.bind(self.keys),
+            Keys::Bound | Keys::Placed => query.bind(self.keys),
         };
         query.bind(self.params)
     }
@@ -326,7 +334,8 @@ pub(crate) struct IndexRows<'v> {
 }
 
 impl<'v> IndexRows<'v> {
-    /// Adds the row of `value`, of parameter `param` of resource `key`, to its table.
+    /// Adds the row of `value`, of parameter `param` of resource `key` (its position with
+    /// [`Keys::Placed`], unused with [`Keys::Cur`]), to its table.
     pub(crate) fn push(&mut self, key: i64, param: i32, value: &'v IndexValue) {
         match value {
             // The text of a token (`:text`) is matched like a string: it is a string row
@@ -594,6 +603,13 @@ mod tests {
         let (bound, next) = insert_ctes(Keys::Bound, 2, TableSet::ALL);
         assert_eq!(next, 2 + per_table + TABLES.len());
         assert!(bound.contains("from unnest($2::int8[], $3::int4[], $4::text[], $5::text[])"));
+        let (placed, next) = insert_ctes(Keys::Placed, 2, TableSet::ALL);
+        assert_eq!(next, 2 + per_table + TABLES.len());
+        assert!(placed.contains(
+            "select placed.key, t.param, t.normalized, t.exact from placed join \
+             unnest($2::int8[], $3::int4[], $4::text[], $5::text[]) \
+             as t(pos, param, normalized, exact) using (pos))"
+        ));
     }
 
     #[test]
