@@ -16,13 +16,19 @@
 //!                                           the PostgreSQL log the pass wrote): text to
 //!                                           TXT, a summary on stdout
 //! search-bench report RUN_DIR               the Markdown tables of a run
+//! search-bench bundles FROM COUNT           NDJSON of COUNT transaction Bundles of the
+//!                                           Patients from FROM on (bench/transaction)
+//! search-bench ingest BASE_URL FROM COUNT CLIENTS
+//!                                           POST those Bundles to BASE_URL, CLIENTS at a
+//!                                           time, and check every answer
 //! ```
 //!
 //! Settings (environment): `BENCH_SEED` (the generator's seed), `BENCH_CONCURRENCY`
 //! (requests in flight while loading, 16), `BENCH_QUERY_RUNS` (timed runs per search, 200),
 //! `BENCH_QUERY_WARMUP` (untimed runs before them, 10), `BENCH_QUERY_SECONDS` (a search
 //! stops after this long, with at least 5 runs; 30), `BENCH_EXPLAIN_RUNS` (runs of each
-//! search in the auto_explain pass, 10).
+//! search in the auto_explain pass, 10), `BENCH_BUNDLE_SIZE` (entries per transaction
+//! Bundle, 100).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -32,7 +38,7 @@ use anyhow::{Context, bail};
 use search_bench::generate::{DEFAULT_SEED, Generator, ORGANIZATIONS, PRACTITIONERS};
 use search_bench::measure::{self, Settings};
 use search_bench::queries::{self, Kind};
-use search_bench::{explain, load, report};
+use search_bench::{explain, ingest, load, report};
 use url::Url;
 
 const USAGE: &str = "usage: search-bench generate FROM TO
@@ -41,7 +47,9 @@ const USAGE: &str = "usage: search-bench generate FROM TO
        search-bench measure BASE_URL SCALE
        search-bench explain-pass BASE_URL DB
        search-bench explain-extract LOG DB TXT
-       search-bench report RUN_DIR";
+       search-bench report RUN_DIR
+       search-bench bundles FROM COUNT
+       search-bench ingest BASE_URL FROM COUNT CLIENTS";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -115,6 +123,28 @@ async fn main() -> anyhow::Result<()> {
             let plans = explain::explain(&String::from_utf8_lossy(&bytes), db);
             std::fs::write(txt, explain::render(&plans, &queries::standard(&generator)))?;
             println!("{}", serde_json::to_string_pretty(&plans)?);
+            Ok(())
+        }
+        ["bundles", from, count] => {
+            let size = setting("BENCH_BUNDLE_SIZE", 100)?;
+            let (bundles, _) = ingest::bundles(&generator, number(from)?, number(count)?, size);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for bundle in bundles {
+                writeln!(out, "{bundle}")?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        ["ingest", base, from, count, clients] => {
+            let size = setting("BENCH_BUNDLE_SIZE", 100)?;
+            let (bundles, next) = ingest::bundles(&generator, number(from)?, number(count)?, size);
+            let bodies = ingest::bodies(&bundles)?;
+            drop(bundles);
+            let report =
+                ingest::ingest(&client()?, &base_url(base)?, bodies, number(clients)?).await?;
+            let mut line = serde_json::to_value(&report)?;
+            line["next_patient"] = next.into();
+            println!("{line}");
             Ok(())
         }
         ["report", dir] => {
