@@ -102,8 +102,18 @@ pub(crate) fn write_criteria(
         }
         let id = sql.param_id(rtype, param);
         let x = sql.alias("x");
+        // A window closed on both sides is computed first, its keys then probed: PostgreSQL
+        // cannot estimate a window of one parameter in the range index all date parameters
+        // share (open-ended periods of another overlap any window), and would otherwise
+        // join it by hash with every resource of the type (bench/README.md, "Search").
+        let closed = matches!(window(&tests), Some((Some(_), Some(_))));
+        let (open, close) = if closed {
+            ("= any(array(select", "))")
+        } else {
+            ("in (select", ")")
+        };
         sql.push(format_args!(
-            "{alias}.key in (select {x}.res_key from {} {x} where {x}.param = {id}",
+            "{alias}.key {open} {x}.res_key from {} {x} where {x}.param = {id}",
             table(param.kind())
         ));
         if !date_window(sql, &x, &tests) {
@@ -113,7 +123,7 @@ pub(crate) fn write_criteria(
                 sql.push(")");
             }
         }
-        sql.push(")");
+        sql.push(close);
     }
 }
 
@@ -613,25 +623,13 @@ fn date_row(sql: &mut Sql<'_>, x: &str, value: &DateSearch) {
 /// statistics see at once), then each exact condition. `false` when they were not all single
 /// date values with an implied range: the caller writes them one by one.
 fn date_window(sql: &mut Sql<'_>, x: &str, tests: &[&Test]) -> bool {
-    let mut values = Vec::new();
-    for test in tests {
-        match test {
-            Test::Date(list) if list.len() == 1 && implied_overlap(&list[0]).is_some() => {
-                values.push(&list[0]);
-            }
-            _ => return false,
-        }
-    }
-    let mut window: Overlap = (None, None);
-    for value in &values {
-        if let Some((from, to)) = implied_overlap(value) {
-            window.0 = window.0.max(from);
-            window.1 = match (window.1, to) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-    }
+    let Some(window) = window(tests) else {
+        return false;
+    };
+    let values = tests.iter().filter_map(|test| match test {
+        Test::Date(list) => list.first(),
+        _ => None,
+    });
     sql.push(" and ");
     match window {
         // Disjoint bounds (`ge2020&lt2019`): nothing matches (and no empty range is built).
@@ -646,6 +644,27 @@ fn date_window(sql: &mut Sql<'_>, x: &str, tests: &[&Test]) -> bool {
         sql.push(")");
     }
     true
+}
+
+/// The window the date `tests` (one value each, each implying an overlap) leave together:
+/// the latest start and the earliest end; `None` when a test is not such a date test.
+fn window(tests: &[&Test]) -> Option<Overlap> {
+    let mut window: Overlap = (None, None);
+    for test in tests {
+        let Test::Date(list) = test else {
+            return None;
+        };
+        let [value] = list.as_slice() else {
+            return None;
+        };
+        let (from, to) = implied_overlap(value)?;
+        window.0 = window.0.max(from);
+        window.1 = match (window.1, to) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Some(window)
 }
 
 /// A date search value against `[low, high)` columns (docs/search.md, "Dates").
