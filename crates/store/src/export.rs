@@ -364,7 +364,7 @@ pub struct Snapshot<'s> {
 
 /// Rows fetched from a cursor at a time: one round trip per batch, and what a [`Batch`]
 /// holds.
-pub const BATCH: usize = 1000;
+pub const BATCH: usize = 250;
 
 /// What one read of a [`Snapshot`] selects: the current resources of the `queries`' types
 /// that meet their type's criteria, and
