@@ -24,8 +24,7 @@
 //!   404 for the status and files without a token or with another client's, a patient
 //!   token's export confined to its compartment, 403 for a `_type` the token cannot read.
 //!
-//! Every expected set is worked out here from the resources the test loads. Tests marked
-//! `#[ignore = "server bug: ..."]` fail against the server as it is.
+//! Every expected set is worked out here from the resources the test loads.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
