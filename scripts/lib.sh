@@ -70,6 +70,9 @@ FHIR_BASE_URL="${FHIR_BASE_URL:-http://localhost:8080/fhir}"
 
 # Official R4 example resources (npm package), used by the test suite.
 FHIR_R4_EXAMPLES_PACKAGE="hl7.fhir.r4.examples@4.0.1"
+# The public FHIR test cases (Maven Central jar); the test suite runs its R4 patch cases.
+FHIR_TEST_CASES_VERSION="1.7.69"
+FHIR_TEST_CASES_URL="https://repo1.maven.org/maven2/org/hl7/fhir/testcases/fhir-test-cases/$FHIR_TEST_CASES_VERSION/fhir-test-cases-$FHIR_TEST_CASES_VERSION.jar"
 
 export FERRUM_ROOT FERRUM_CACHE PGPORT DATABASE_URL RABBITMQ_URL \
     KEYCLOAK_URL FHIR_AUTH_ISSUER FHIR_LISTEN_ADDR FHIR_BASE_URL

@@ -6,7 +6,9 @@
 //! ([`account_id`]), and it is written only when no resource ever had that id, under a
 //! transaction-scoped advisory lock on the id. A redelivered event, the same event
 //! published twice, or several workers racing on it all find the Account there and write
-//! nothing; an Account deleted since is not brought back. See `docs/analytics.md`.
+//! nothing; an Account deleted since is not brought back. A Patient deleted before its event
+//! is handled gets none: the store refuses an Account that would refer to nothing
+//! (referential integrity). See `docs/analytics.md`.
 //!
 //! Logs name event ids and outcomes, never a name or any other content.
 
@@ -127,6 +129,9 @@ pub enum Ensured {
     Created,
     /// A resource with the Account's id exists, or existed and was deleted: nothing written.
     Exists,
+    /// The Patient is not stored any more (deleted before its event was handled): an
+    /// Account would refer to nothing (referential integrity), so nothing is written.
+    PatientGone,
 }
 
 impl Ensured {
@@ -135,6 +140,7 @@ impl Ensured {
         match self {
             Ensured::Created => "created",
             Ensured::Exists => "exists",
+            Ensured::PatientGone => "patient gone",
         }
     }
 }
@@ -230,12 +236,15 @@ impl AccountWriter {
             .await?;
         let ensured = match self.store.read(ResourceType::Account, &id).await? {
             Some(_) => Ensured::Exists,
-            None => {
-                self.store
-                    .update(ResourceType::Account, &id, account, None, &[])
-                    .await?;
-                Ensured::Created
-            }
+            None => match self
+                .store
+                .update(ResourceType::Account, &id, account, None, &[])
+                .await
+            {
+                Ok(_) => Ensured::Created,
+                Err(StoreError::DanglingReference { .. }) => Ensured::PatientGone,
+                Err(error) => return Err(error.into()),
+            },
         };
         // Ending the transaction releases the lock; a failed commit releases it too.
         lock.commit().await?;

@@ -175,6 +175,9 @@ async fn racing_writers_write_the_account_once_and_never_bring_it_back(pool: PgP
         .await;
     let patient = json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Race"}]});
     let writers = [AccountWriter::new(&pool, 4), AccountWriter::new(&pool, 4)];
+    for n in 0..8 {
+        data.put(Patient, &format!("w{n}"), json!({})).await;
+    }
     // Connections opened and the validator built first, so that the attempts overlap.
     let warm_up = (0..8).map(|n| {
         let writer = writers[n % 2].clone();
@@ -355,4 +358,21 @@ async fn no_account_is_created_when_switched_off(pool: PgPool) {
         .await;
     assert!(declared.is_err(), "no account queue when switched off");
     broker.remove().await;
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_patient_deleted_before_its_event_gets_no_account(pool: PgPool) {
+    let data = Data::new(&pool);
+    data.put(Patient, "gone", json!({"name": [{"family": "Gone"}]}))
+        .await;
+    data.delete(Patient, "gone").await;
+    let patient = json!({"resourceType": "Patient", "id": "gone", "name": [{"family": "Gone"}]});
+    let writer = AccountWriter::new(&pool, 1);
+    assert_eq!(
+        writer.ensure("gone", &patient).await.unwrap(),
+        Ensured::PatientGone
+    );
+    assert!(accounts(&pool).await.is_empty());
+    assert_eq!(account_versions(&pool).await, 0);
+    assert!(account_events(&pool).await.is_empty());
 }

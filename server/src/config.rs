@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
+use store::ReferentialIntegrity;
 use url::Url;
 
 /// Everything the server is told by its environment.
@@ -24,6 +25,11 @@ pub struct Config {
     /// `FHIR_VALIDATE_PROFILES`: a write claiming a known profile in `meta.profile` must
     /// conform to it (422 otherwise).
     pub validate_profiles: bool,
+    /// `FHIR_REFERENTIAL_INTEGRITY`: a write whose local references name resources that do
+    /// not exist is refused (400); `FHIR_REFERENTIAL_INTEGRITY_DELETE` (by default the same
+    /// as `FHIR_REFERENTIAL_INTEGRITY`): a delete of a resource that current resources refer
+    /// to is refused (409). See docs/rest.md, "Referential integrity".
+    pub referential_integrity: ReferentialIntegrity,
     /// `FHIR_DEFAULT_PAGE_SIZE`: entries per page when `_count` is absent.
     pub default_page_size: u32,
     /// `FHIR_MAX_PAGE_SIZE`: the largest `_count` honoured (larger ones are cut to it).
@@ -120,6 +126,17 @@ impl Config {
         if auth_introspect_all && auth_introspection.is_none() {
             bail!("FHIR_AUTH_INTROSPECT_ALL needs FHIR_AUTH_INTROSPECTION_CLIENT_ID and _SECRET");
         }
+        let integrity_writes: bool = parse(
+            &get("FHIR_REFERENTIAL_INTEGRITY", "true"),
+            "FHIR_REFERENTIAL_INTEGRITY",
+        )?;
+        let referential_integrity = ReferentialIntegrity {
+            writes: integrity_writes,
+            deletes: match lookup("FHIR_REFERENTIAL_INTEGRITY_DELETE") {
+                Some(value) => parse(&value, "FHIR_REFERENTIAL_INTEGRITY_DELETE")?,
+                None => integrity_writes,
+            },
+        };
         let auth_issuer_internal = lookup("FHIR_AUTH_ISSUER_INTERNAL_URL");
         if let Some(internal) = &auth_issuer_internal {
             internal
@@ -155,6 +172,7 @@ impl Config {
                 &get("FHIR_VALIDATE_PROFILES", "true"),
                 "FHIR_VALIDATE_PROFILES",
             )?,
+            referential_integrity,
             default_page_size,
             max_page_size,
             conditional_delete_max: match parse(
@@ -253,6 +271,7 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("unique_patient_email", &self.unique_patient_email)
             .field("validate_profiles", &self.validate_profiles)
+            .field("referential_integrity", &self.referential_integrity)
             .field("default_page_size", &self.default_page_size)
             .field("max_page_size", &self.max_page_size)
             .field("conditional_delete_max", &self.conditional_delete_max)
@@ -287,6 +306,13 @@ mod tests {
         assert_eq!(config.base_path(), "/fhir");
         assert!(config.unique_patient_email);
         assert!(config.validate_profiles);
+        assert_eq!(
+            config.referential_integrity,
+            ReferentialIntegrity {
+                writes: true,
+                deletes: true
+            }
+        );
         assert_eq!(config.bundle_max_entries, 1000);
         assert_eq!(config.rabbitmq_url, "amqp://guest:guest@127.0.0.1:5672/%2f");
         assert!(config.events);
@@ -308,6 +334,32 @@ mod tests {
         })
         .expect("valid");
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_delete_check_follows_the_write_check_unless_set() {
+        let integrity = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect();
+            Config::from_lookup(|name| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+                .expect("valid")
+                .referential_integrity
+        };
+        let off = integrity(&[("FHIR_REFERENTIAL_INTEGRITY", "false")]);
+        assert!(!off.writes && !off.deletes);
+        let deletes_only = integrity(&[
+            ("FHIR_REFERENTIAL_INTEGRITY", "false"),
+            ("FHIR_REFERENTIAL_INTEGRITY_DELETE", "true"),
+        ]);
+        assert!(!deletes_only.writes && deletes_only.deletes);
+        let writes_only = integrity(&[("FHIR_REFERENTIAL_INTEGRITY_DELETE", "false")]);
+        assert!(writes_only.writes && !writes_only.deletes);
+        assert!(
+            Config::from_lookup(|n| (n == "FHIR_REFERENTIAL_INTEGRITY").then(|| "yes".into()))
+                .is_err()
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! | variant              | status | issue code      |
 //! |----------------------|--------|-----------------|
 //! | `Invalid`            | 400    | from validation (structure, required, value, code-invalid, invalid) |
-//! | `BadRequest`         | 400    | invalid / value |
+//! | `BadRequest`         | 400    | invalid / value; not-found (a reference to a resource that does not exist) |
 //! | `Unprocessable`      | 422    | processing, or from validation |
 //! | `Unauthorized`       | 401    | login (with `WWW-Authenticate: Bearer error="invalid_token"`) |
 //! | `Forbidden`          | 403    | forbidden       |
@@ -11,14 +11,14 @@
 //! | `UnknownType`        | 404    | not-supported   |
 //! | `MethodNotAllowed`   | 405    | not-supported   |
 //! | `NotAcceptable`      | 406    | not-supported   |
-//! | `Conflict`           | 409    | duplicate       |
+//! | `Conflict`           | 409    | duplicate; conflict (a delete of a resource others refer to) |
 //! | `Gone`               | 410    | deleted         |
 //! | `PreconditionFailed` | 412    | conflict        |
 //! | `TooLarge`           | 413    | too-long        |
 //! | `TooManyEntries`     | 413    | too-long (a batch or transaction Bundle over `FHIR_BUNDLE_MAX_ENTRIES`) |
 //! | `TooManyRequests`    | 429    | throttled       |
 //! | `UnsupportedMediaType` | 415  | not-supported   |
-//! | `Busy`, `AuthUnavailable` | 503 | throttled, transient (with `Retry-After`) |
+//! | `Busy`, `AuthUnavailable` | 503 | throttled, transient (with `Retry-After`; `Busy` also for a transaction PostgreSQL failed to break a deadlock) |
 //! | `ExportFailed`       | 500    | exception (the job's reason: a bulk export the server could not finish) |
 //! | `Internal`           | 500    | exception (details logged, never sent) |
 //!
@@ -218,6 +218,40 @@ impl From<StoreError> for ApiError {
                 expression,
                 format!("the value must be unique ({rule}): another resource already has it"),
             )),
+            StoreError::DanglingReference { target, expression } => {
+                ApiError::BadRequest(Issue::at(
+                    IssueCode::NotFound,
+                    expression,
+                    format!(
+                        "the reference {target} names a resource that does not exist on this \
+                         server (never created, or deleted)"
+                    ),
+                ))
+            }
+            StoreError::Referenced {
+                target,
+                count,
+                more,
+                referrers,
+            } => {
+                let how_many = match (count, more) {
+                    (_, true) => format!("more than {count} resources refer"),
+                    (1, false) => "1 resource refers".to_owned(),
+                    (n, false) => format!("{n} resources refer"),
+                };
+                let named = if referrers.len() < count {
+                    format!("{}, ...", referrers.join(", "))
+                } else {
+                    referrers.join(", ")
+                };
+                ApiError::Conflict(Issue::error(
+                    IssueCode::Conflict,
+                    format!(
+                        "{target} cannot be deleted: {how_many} to it ({named}); delete them \
+                         or remove their references first"
+                    ),
+                ))
+            }
             StoreError::MultipleMatches => {
                 ApiError::PreconditionFailed("the condition matches more than one resource".into())
             }
@@ -231,6 +265,17 @@ impl From<StoreError> for ApiError {
                 "_cursor is not a paging cursor of this search: follow the links of its Bundle",
             )),
             StoreError::Database(sqlx::Error::PoolTimedOut) => ApiError::Busy,
+            // PostgreSQL failed the transaction to break a deadlock with another one (writes
+            // that lock rows the other holds, e.g. references in both directions): transient.
+            StoreError::Database(sqlx_err)
+                if sqlx_err
+                    .as_database_error()
+                    .and_then(|db| db.code())
+                    .as_deref()
+                    == Some("40P01") =>
+            {
+                ApiError::Busy
+            }
             // A database message can quote the data it choked on: log only its SQLSTATE.
             StoreError::Database(sqlx_err) => {
                 ApiError::Internal(match sqlx_err.as_database_error() {
@@ -262,6 +307,37 @@ mod tests {
         assert_eq!(
             response.headers().get(header::CONTENT_TYPE),
             Some(&HeaderValue::from_static(FHIR_JSON))
+        );
+    }
+
+    #[test]
+    fn a_delete_of_a_referenced_resource_names_its_referrers() {
+        let issues = ApiError::from(StoreError::Referenced {
+            target: "Organization/o1".into(),
+            count: 12,
+            more: false,
+            referrers: (0..10).map(|i| format!("Patient/p{i}")).collect(),
+        })
+        .issues();
+        assert_eq!(issues[0].code, IssueCode::Conflict);
+        assert_eq!(
+            issues[0].diagnostics,
+            "Organization/o1 cannot be deleted: 12 resources refer to it (Patient/p0, \
+             Patient/p1, Patient/p2, Patient/p3, Patient/p4, Patient/p5, Patient/p6, \
+             Patient/p7, Patient/p8, Patient/p9, ...); delete them or remove their \
+             references first"
+        );
+        let many = ApiError::from(StoreError::Referenced {
+            target: "Patient/p".into(),
+            count: 100,
+            more: true,
+            referrers: vec!["Account/a".into()],
+        });
+        assert_eq!(many.status(), StatusCode::CONFLICT);
+        assert!(
+            many.issues()[0]
+                .diagnostics
+                .contains("more than 100 resources refer to it (Account/a, ...)")
         );
     }
 

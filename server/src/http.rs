@@ -186,30 +186,41 @@ pub struct FhirBody {
     pub bytes: Bytes,
 }
 
+/// The media type of the body: `Content-Type` without its parameters, in lower case.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
+/// The FHIR format a body's media type (as [`media_type`] gives it) names.
+pub fn body_format(media_type: &str) -> Option<Format> {
+    match media_type {
+        "application/fhir+json" | "application/json" | "application/json+fhir" => {
+            Some(Format::Json)
+        }
+        "application/fhir+xml" | "application/xml" | "application/xml+fhir" | "text/xml" => {
+            Some(Format::Xml)
+        }
+        _ => None,
+    }
+}
+
 impl<S: Send + Sync> FromRequest<S> for FhirBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        let format = match content_type.as_deref() {
-            Some("application/fhir+json" | "application/json" | "application/json+fhir") => {
-                Format::Json
-            }
-            Some(
-                "application/fhir+xml" | "application/xml" | "application/xml+fhir" | "text/xml",
-            ) => Format::Xml,
-            _ => return Err(ApiError::UnsupportedMediaType),
-        };
+        let format = media_type(req.headers())
+            .as_deref()
+            .and_then(body_format)
+            .ok_or(ApiError::UnsupportedMediaType)?;
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge

@@ -122,7 +122,8 @@ const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::connect(&config.database_url, config.database_max_connections)
         .await?
-        .with_server_base(&config.base());
+        .with_server_base(&config.base())
+        .with_referential_integrity(config.referential_integrity);
     store.migrate().await?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);

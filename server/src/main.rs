@@ -9,6 +9,30 @@ use store::{MIGRATOR, Store};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `arena_eager_commit` (the option's index in mimalloc's `mi_option_e`).
+const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Off: by default mimalloc commits its arena up front on Linux, and the pages it frees then
+/// stay in the resident set, so that the set grows with how long the process has been busy
+/// (an export of 1,000,000 resources peaked 10 to 20 MB above one of 100,000). Without it,
+/// freed pages go back to the system after the purge delay, and the peak is the working set
+/// (bench/README.md, "Benchmark: export"). `MIMALLOC_ARENA_EAGER_COMMIT` in the environment
+/// still overrides this default.
+#[allow(unsafe_code)]
+extern "C" fn allocator_defaults() {
+    // SAFETY: sets a default in mimalloc's option table; nothing else runs yet.
+    unsafe { libmimalloc_sys::mi_option_set_default(ARENA_EAGER_COMMIT, 0) };
+}
+
+/// Runs [`allocator_defaults`] when the binary is loaded: after mimalloc's own initialisation
+/// (a constructor of priority 101) and before the runtime's first allocation, which reserves
+/// the arena.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ALLOCATOR_DEFAULTS: extern "C" fn() = allocator_defaults;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
@@ -28,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
 async fn reindex(config: Config) -> anyhow::Result<()> {
     let store = Store::connect(&config.database_url, config.database_max_connections)
         .await?
-        .with_server_base(&config.base());
+        .with_server_base(&config.base())
+        .with_referential_integrity(config.referential_integrity);
     MIGRATOR.run(store.pool()).await?;
     let done = store.reindex_all().await?;
     tracing::info!(resources = done.resources, "re-indexed");

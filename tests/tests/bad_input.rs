@@ -488,8 +488,19 @@ fn table() -> Vec<Case> {
         case("PATCH that is not a JSON Patch", M::PATCH, &format!("Patient/{EXISTING}"))
             .json(r#"{"op": "replace"}"#)
             .content_type(Some("application/json-patch+json")),
-        case("PATCH with a FHIR body", M::PATCH, &format!("Patient/{EXISTING}"))
-            .json(r#"{"resourceType": "Patient", "active": false}"#)
+        case("PATCH with a resource, not a Parameters", M::PATCH, &format!("Patient/{EXISTING}"))
+            .json(r#"{"resourceType": "Patient", "active": false}"#),
+        case("FHIRPath Patch that cannot apply", M::PATCH, &format!("Patient/{EXISTING}"))
+            .json(
+                r#"{"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "Patient.contact[0].gender"},
+                    {"name": "value", "valueCode": "other"}]}]}"#,
+            )
+            .expect(&[422], &["processing"]),
+        case("PATCH of another media type", M::PATCH, &format!("Patient/{EXISTING}"))
+            .json(r#"[]"#)
+            .content_type(Some("text/plain"))
             .expect(&[415], MEDIA),
         case("POST to an instance", M::POST, &format!("Patient/{EXISTING}"))
             .json(&patient_with_id(EXISTING, ""))

@@ -1,6 +1,14 @@
 //! The parts of a reference string (http://hl7.org/fhir/R4/references.html#literal):
 //! `Type/id`, `Type/id/_history/vid`, the same under an absolute base URL, `#fragment` to a
-//! contained resource, or anything else (`urn:uuid:...`, a canonical without a type segment).
+//! contained resource, or anything else (`urn:uuid:...`, a canonical without a type segment);
+//! and the local references of a resource ([`local_references`]), the ones referential
+//! integrity is about.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::{Id, ResourceType};
 
 /// What a `Reference.reference` (or canonical) string points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +61,92 @@ pub fn parse_reference(text: &str) -> ReferenceTarget<'_> {
         id,
         version,
     })
+}
+
+/// A reference of a resource to a resource of this server: a served type and an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReference {
+    pub target_type: ResourceType,
+    pub target_id: Id,
+    /// The FHIRPath of the `reference` element that holds it (the first one found), e.g.
+    /// `Account.subject[0].reference`.
+    pub expression: String,
+}
+
+impl LocalReference {
+    /// The target as a relative reference, `Type/id`.
+    pub fn target(&self) -> String {
+        format!("{}/{}", self.target_type, self.target_id)
+    }
+}
+
+/// The local references of `resource`: every `reference` string, at any depth (contained
+/// resources and extensions included), that names a resource of a served type by
+/// `Type/id` or `Type/id/_history/vid`, relative or under `server_base` (this server's base
+/// URL). References to contained resources (`#id`), URNs, other servers' URLs and types this
+/// server does not serve are not local. Each target once.
+pub fn local_references(resource: &Value, server_base: Option<&str>) -> Vec<LocalReference> {
+    let server_base = server_base.map(|base| base.trim_end_matches('/'));
+    let root = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("Resource");
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    let mut path = root.to_owned();
+    collect(resource, &mut path, &mut |text, path| {
+        let ReferenceTarget::Literal(literal) = parse_reference(text) else {
+            return;
+        };
+        let local = match (literal.base, server_base) {
+            (None, _) => true,
+            (Some(base), Some(server)) => base == server,
+            (Some(_), None) => false,
+        };
+        let (Ok(target_type), Ok(target_id)) = (
+            literal.resource_type.parse::<ResourceType>(),
+            literal.id.parse::<Id>(),
+        ) else {
+            return;
+        };
+        if local && seen.insert((target_type, literal.id.to_owned())) {
+            found.push(LocalReference {
+                target_type,
+                target_id,
+                expression: format!("{path}.reference"),
+            });
+        }
+    });
+    found
+}
+
+/// Calls `f` with every `reference` string under `value` and the path of the element that
+/// holds it (`path` is `value`'s, restored on return).
+fn collect(value: &Value, path: &mut String, f: &mut impl FnMut(&str, &str)) {
+    let Value::Object(members) = value else {
+        return;
+    };
+    for (name, member) in members {
+        match member {
+            Value::String(text) if name == "reference" => f(text, path),
+            Value::Object(_) => {
+                let len = path.len();
+                path.push('.');
+                path.push_str(name);
+                collect(member, path, f);
+                path.truncate(len);
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!(".{name}[{i}]"));
+                    collect(item, path, f);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A resource type name: an upper-case ASCII letter, then ASCII letters.
@@ -144,6 +238,60 @@ mod tests {
         assert_eq!(
             parse_reference("http://x"),
             ReferenceTarget::Opaque("http://x")
+        );
+    }
+
+    #[test]
+    fn local_references_at_any_depth_with_their_paths() {
+        let account = serde_json::json!({
+            "resourceType": "Account",
+            "id": "a1",
+            "subject": [
+                {"reference": "Patient/p1"},
+                {"reference": "Patient/p1/_history/2"},
+                {"reference": "http://me.example/fhir/Patient/p2"},
+                {"reference": "http://other.example/fhir/Patient/p3"},
+                {"reference": "#c1"},
+                {"reference": "urn:uuid:04121321-4af5-424c-a0e1-ed3aab1c349d"},
+                {"reference": "Observation/o1"},
+                {"display": "Patient/p9"}
+            ],
+            "owner": {"reference": "Organization/o1", "display": "Organization/o9"},
+            "contained": [{"resourceType": "Organization", "id": "c1",
+                           "partOf": {"reference": "Organization/o2"}}],
+            "extension": [{"url": "x", "valueReference": {"reference": "Practitioner/d1"}}],
+            "guarantor": [{"party": {"reference": "Account/a1"}}],
+            "name": "Patient/p8"
+        });
+        let found: Vec<(String, String)> =
+            local_references(&account, Some("http://me.example/fhir/"))
+                .iter()
+                .map(|r| (r.target(), r.expression.clone()))
+                .collect();
+        let expected = [
+            ("Patient/p1", "Account.subject[0].reference"),
+            ("Patient/p2", "Account.subject[2].reference"),
+            ("Organization/o1", "Account.owner.reference"),
+            ("Organization/o2", "Account.contained[0].partOf.reference"),
+            (
+                "Practitioner/d1",
+                "Account.extension[0].valueReference.reference",
+            ),
+            ("Account/a1", "Account.guarantor[0].party.reference"),
+        ];
+        let mut found_sorted = found.clone();
+        found_sorted.sort();
+        let mut expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(t, e)| ((*t).to_owned(), (*e).to_owned()))
+            .collect();
+        expected.sort();
+        assert_eq!(found_sorted, expected);
+        // Without a server base, absolute references are never local.
+        assert!(
+            local_references(&account, None)
+                .iter()
+                .all(|r| r.target() != "Patient/p2")
         );
     }
 

@@ -23,16 +23,8 @@ pub enum Format {
 ///
 /// Returns the resource as JSON (XML input is converted), or every issue found.
 pub fn parse(body: &[u8], format: Format, expected: ResourceType) -> Result<Value, Vec<Issue>> {
-    let text = std::str::from_utf8(body).map_err(|_| {
-        vec![Issue::error(
-            IssueCode::Structure,
-            "body is not valid UTF-8",
-        )]
-    })?;
-    let value = match format {
-        Format::Json => parse_json(text)?,
-        Format::Xml => xml_to_json(text)?,
-    };
+    let text = utf8(body)?;
+    let value = to_json(text, format)?;
     check_type(&value, expected)?;
     let mut issues = validation::validate(&value);
     if !issues.is_empty() {
@@ -45,6 +37,28 @@ pub fn parse(body: &[u8], format: Format, expected: ResourceType) -> Result<Valu
         validation::parse_strict(text).map_err(|issue| vec![issue])?;
     }
     Ok(value)
+}
+
+/// Reads a body in `format` as JSON, neither checking its type nor validating it: for bodies
+/// that are not resources to store (a FHIRPath Patch's Parameters).
+pub fn read(body: &[u8], format: Format) -> Result<Value, Vec<Issue>> {
+    to_json(utf8(body)?, format)
+}
+
+fn utf8(body: &[u8]) -> Result<&str, Vec<Issue>> {
+    std::str::from_utf8(body).map_err(|_| {
+        vec![Issue::error(
+            IssueCode::Structure,
+            "body is not valid UTF-8",
+        )]
+    })
+}
+
+fn to_json(text: &str, format: Format) -> Result<Value, Vec<Issue>> {
+    match format {
+        Format::Json => parse_json(text),
+        Format::Xml => xml_to_json(text),
+    }
 }
 
 fn parse_json(text: &str) -> Result<Value, Vec<Issue>> {

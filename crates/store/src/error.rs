@@ -16,6 +16,28 @@ pub enum StoreError {
         /// FHIRPath of the element in the submitted resource.
         expression: String,
     },
+    /// A write refers to a resource of this server that does not exist or is deleted
+    /// (referential integrity).
+    #[error("a reference names a resource that does not exist")]
+    DanglingReference {
+        /// The target, `Type/id`.
+        target: String,
+        /// FHIRPath of the `reference` element in the written resource.
+        expression: String,
+    },
+    /// A delete of a resource that current resources refer to (referential integrity).
+    #[error("the resource is referred to by other resources")]
+    Referenced {
+        /// The resource to delete, `Type/id`.
+        target: String,
+        /// How many current resources refer to it, counted up to
+        /// [`crate::REFERRERS_COUNTED`].
+        count: usize,
+        /// More than `count` refer to it.
+        more: bool,
+        /// The first of them, `Type/id`, at most [`crate::REFERRERS_NAMED`].
+        referrers: Vec<String>,
+    },
     /// A conditional interaction matched more than one resource.
     #[error("the condition matched several resources")]
     MultipleMatches,

@@ -1,13 +1,15 @@
 //! PostgreSQL JSONB persistence: the only crate that holds SQL.
 //!
 //! Every write is one transaction that touches the current row, the history row, the
-//! search index rows, the uniqueness claims and the outbox event together, so a failed
-//! write leaves nothing behind and a committed one is always announced.
+//! search index rows and reference record, the uniqueness claims and the outbox event
+//! together, and checks referential integrity before it commits ([`ReferentialIntegrity`]),
+//! so a failed write leaves nothing behind and a committed one is always announced.
 
 mod content;
 mod error;
 mod export;
 mod history;
+mod integrity;
 mod outbox;
 mod pool;
 mod resources;
@@ -28,6 +30,7 @@ pub use export::{
     BATCH, Batch, EXPORT_CHANNEL, ExportJob, ExportRead, JobStatus, NewExport, Rows, Snapshot,
 };
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, HistoryScope};
+pub use integrity::{REFERRERS_COUNTED, REFERRERS_NAMED, ReferentialIntegrity};
 pub use outbox::{OUTBOX_CHANNEL, OutboxBatch, OutboxEvent};
 pub use resources::{Claim, Conditional, Created, Current, Stored};
 pub use search::{CompartmentSource, Everything, Found, MAX_INCLUDED, SearchPage};
@@ -48,6 +51,8 @@ pub struct Store {
     index: Arc<search_index::SearchIndex>,
     /// What searches share (the cursor key).
     search: Arc<search::SearchState>,
+    /// The referential integrity writes and deletes are held to.
+    integrity: ReferentialIntegrity,
 }
 
 /// Connections of [`Store::pool`], beside the request paths' ones.
@@ -68,6 +73,7 @@ impl Store {
             pool,
             index: Arc::new(search_index::SearchIndex::builtin()),
             search: Arc::default(),
+            integrity: ReferentialIntegrity::default(),
         };
         store.index.registry()?;
         store.conn().await?.done();
@@ -84,6 +90,7 @@ impl Store {
             pool,
             index: Arc::new(search_index::SearchIndex::builtin()),
             search: Arc::default(),
+            integrity: ReferentialIntegrity::default(),
         }
     }
 
@@ -96,6 +103,18 @@ impl Store {
             Some(base),
         ));
         self
+    }
+
+    /// The same store, holding writes and deletes to `integrity` (both checks are on by
+    /// default).
+    pub fn with_referential_integrity(mut self, integrity: ReferentialIntegrity) -> Self {
+        self.integrity = integrity;
+        self
+    }
+
+    /// The referential integrity writes and deletes are held to.
+    pub fn referential_integrity(&self) -> ReferentialIntegrity {
+        self.integrity
     }
 
     /// The same store, indexing by `registry` instead of the built-in definitions.

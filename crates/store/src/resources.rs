@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use fhir_core::reference::LocalReference;
 use fhir_core::resource::{format_instant, stamp};
 use fhir_core::search::query::TypeQuery;
 use fhir_core::{Id, ResourceType, VersionId};
@@ -13,6 +14,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::content::resource_type_first;
+use crate::integrity::{DANGLING_CTES, DEADLOCK_RETRIES, dangling, distinct_targets, is_deadlock};
 use crate::outbox::new_event_id;
 use crate::search_index::{
     IndexRows, Indexed, Keys, Statements, TableSet, delete_ctes, insert_ctes,
@@ -164,13 +166,16 @@ fn claimed_twice(new: &[First<'_>]) -> Option<(usize, StoreError)> {
 
 /// Inserts version 1 of each resource of the arrays `$3` (types), `$4` (ids) and `$5`
 /// (contents) unless its id exists, with its history row (method `$2`), search index rows
-/// (from `$10`, by position: [`Keys::Placed`]), claims (`$7`-`$9`, by position) and `create`
-/// event (ids `$6`), in the arrays' order. Their `lastUpdated` is `$1` (the clock a
-/// transaction read under the write barrier) or, when null, the database clock read under the
-/// write barrier (taken here, so that a create is one statement); it is set into
-/// `meta.lastUpdated` of each content, the `last_updated` columns and the events, and returned.
+/// and reference records (from `$12`, by position: [`Keys::Placed`]), claims (`$7`-`$9`, by
+/// position) and `create` event (ids `$6`), in the arrays' order. Their `lastUpdated` is
+/// `$1` (the clock a transaction read under the write barrier) or, when null, the database
+/// clock read under the write barrier (taken here, so that a create is one statement); it is
+/// set into `meta.lastUpdated` of each content, the `last_updated` columns and the events,
+/// and returned. The resources named by `$10` (types) and `$11` (ids), but those the
+/// statement inserts, must be current (their rows are locked `for share`, see
+/// [`crate::integrity`]): when one is not, nothing is inserted and its position is returned.
 static INSERT_FIRST: Statements = Statements::new(|tables: TableSet| {
-    let (index, _) = insert_ctes(Keys::Placed, 10, tables);
+    let (index, _) = insert_ctes(Keys::Placed, 12, tables);
     format!(
         "with clock as materialized (
              select coalesce($1::timestamptz, clock_timestamp()) as at
@@ -178,12 +183,17 @@ static INSERT_FIRST: Statements = Statements::new(|tables: TableSet| {
          ), new as (
              select * from unnest($3::text[], $4::text[], $5::text[], $6::uuid[])
                  with ordinality as new(res_type, id, content, event_id, pos)
-         ), cur as (
+         ), refs as (
+             select * from unnest($10::text[], $11::text[]) with ordinality as r(res_type, id, ord)
+             where not exists (select from new where new.res_type = r.res_type
+                                                 and new.id = r.id)
+         ){DANGLING_CTES}, cur as (
              insert into resources (res_type, id, version, last_updated, content)
              select new.res_type, new.id, 1, clock.at, jsonb_set(new.content::jsonb,
                  '{{meta,lastUpdated}}',
                  to_jsonb(to_char(clock.at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
              from new, clock
+             where (select ord from dangling) is null
              order by new.pos
              on conflict (res_type, id) do nothing
              returning key, res_type, id, content, last_updated
@@ -214,7 +224,7 @@ static INSERT_FIRST: Statements = Statements::new(|tables: TableSet| {
              select pg_notify('fhir_outbox', '') from (select from event limit 1) as written
          )
          select (select count(*) from cur), (select count(*) from woken),
-                (select at from clock)"
+                (select at from clock), (select ord from dangling)"
     )
 });
 
@@ -275,7 +285,9 @@ impl Store {
 
     /// Creates a resource with a server-assigned id. With `condition` (If-None-Exist), an
     /// existing match is returned instead; the check and the insert are serialised per
-    /// condition so two concurrent conditional creates cannot both insert.
+    /// condition so two concurrent conditional creates cannot both insert. With the write
+    /// check on, the insert statement itself checks the local references
+    /// ([`StoreError::DanglingReference`]): a create stays one round trip.
     pub async fn create(
         &self,
         rtype: ResourceType,
@@ -299,7 +311,13 @@ impl Store {
         let Some(condition) = condition else {
             let mut conn = self.conn().await?;
             let at = self
-                .insert_one(&mut conn, None, Method::Post, &mut first)
+                .insert_one(
+                    &mut conn,
+                    None,
+                    Method::Post,
+                    &mut first,
+                    self.integrity.writes,
+                )
                 .await?
                 .ok_or_else(|| {
                     StoreError::Database(sqlx::Error::Protocol("a fresh UUID collided".into()))
@@ -323,7 +341,13 @@ impl Store {
         match matches.as_slice() {
             [] => {
                 let at = self
-                    .insert_one(&mut tx, None, Method::Post, &mut first)
+                    .insert_one(
+                        &mut tx,
+                        None,
+                        Method::Post,
+                        &mut first,
+                        self.integrity.writes,
+                    )
                     .await?
                     .ok_or_else(|| {
                         StoreError::Database(sqlx::Error::Protocol("a fresh UUID collided".into()))
@@ -359,22 +383,31 @@ impl Store {
     }
 
     /// Inserts version 1 of each of `new`, with their history rows, search index rows,
-    /// claims and `create` events, in one statement and one round trip. The version's
-    /// `lastUpdated` is `at` (a transaction's clock) or, when `None`, the database clock read
-    /// under the write barrier; it replaces the placeholder in each content and is returned.
-    /// `None` when one of the ids exists: that resource is not written (the others are, so a
-    /// caller of several rolls back). An error comes with the position in `new` of the
-    /// resource it is about (the first for an error of the statement as a whole).
+    /// reference records, claims and `create` events, in one statement and one round trip.
+    /// The version's `lastUpdated` is `at` (a transaction's clock) or, when `None`, the
+    /// database clock read under the write barrier; it replaces the placeholder in each
+    /// content and is returned. With `check_references`, the same statement checks that
+    /// their local references name current resources (or resources of `new`), and writes
+    /// nothing when one does not ([`StoreError::DanglingReference`]). `None` when one of the
+    /// ids exists: that resource is not written (the others are, so a caller of several rolls
+    /// back). An error comes with the position in `new` of the resource it is about (the
+    /// first for an error of the statement as a whole).
     pub(crate) async fn insert_first(
         &self,
         conn: &mut PgConnection,
         at: Option<DateTime<Utc>>,
         method: Method,
         new: &mut [First<'_>],
+        check_references: bool,
     ) -> Result<Option<DateTime<Utc>>, (usize, StoreError)> {
         if let Some(duplicate) = claimed_twice(new) {
             return Err(duplicate);
         }
+        let targets: Vec<(usize, &LocalReference)> = if check_references {
+            distinct_targets(new.iter().map(|f| f.indexed.references.as_slice()))
+        } else {
+            Vec::new()
+        };
         let result = {
             let mut rows = IndexRows::default();
             let (mut claimants, mut rules, mut values) = (Vec::new(), Vec::new(), Vec::new());
@@ -391,6 +424,10 @@ impl Store {
             let ids: Vec<&str> = new.iter().map(|f| f.id.as_str()).collect();
             let contents: Vec<&str> = new.iter().map(|f| f.content.as_str()).collect();
             let events: Vec<String> = new.iter().map(|_| new_event_id()).collect();
+            let (target_types, target_ids): (Vec<&str>, Vec<&str>) = targets
+                .iter()
+                .map(|(_, r)| (r.target_type.as_str(), r.target_id.as_str()))
+                .unzip();
             let query = sqlx::query(INSERT_FIRST.get(rows.tables()))
                 .bind(at)
                 .bind(method.as_str())
@@ -400,9 +437,18 @@ impl Store {
                 .bind(events)
                 .bind(claimants)
                 .bind(rules)
-                .bind(values);
+                .bind(values)
+                .bind(target_types)
+                .bind(target_ids);
             rows.bind(query, Keys::Placed).fetch_one(&mut *conn).await
         };
+        let missing = result.as_ref().ok().and_then(|row| {
+            let ord: Option<i64> = row.get(3);
+            targets.get(usize::try_from(ord? - 1).ok()?)
+        });
+        if let Some(&(position, reference)) = missing {
+            return Err((position, dangling(reference)));
+        }
         match result {
             Ok(row) if usize::try_from(row.get::<i64, _>(0)).ok() == Some(new.len()) => {
                 let at: DateTime<Utc> = row.get(2);
@@ -427,15 +473,26 @@ impl Store {
         at: Option<DateTime<Utc>>,
         method: Method,
         first: &mut First<'_>,
+        check_references: bool,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.insert_first(conn, at, method, std::slice::from_mut(first))
-            .await
-            .map_err(|(_, error)| error)
+        self.insert_first(
+            conn,
+            at,
+            method,
+            std::slice::from_mut(first),
+            check_references,
+        )
+        .await
+        .map_err(|(_, error)| error)
     }
 
     /// Updates `type/id`, or creates it with that id when it does not exist (or was
     /// deleted). `if_match` makes it fail unless the current version is that one.
-    /// The row lock taken first serialises concurrent updates: none is lost.
+    /// The row lock taken first serialises concurrent updates: none is lost. With the write
+    /// check on, the local references of the version written are checked before the commit
+    /// (one more statement when it has any; [`StoreError::DanglingReference`]). Two updates
+    /// of resources that refer to each other can deadlock on those locks; PostgreSQL fails
+    /// one, which is tried again (a few times).
     pub async fn update(
         &self,
         rtype: ResourceType,
@@ -446,21 +503,33 @@ impl Store {
     ) -> Result<Stored, StoreError> {
         // The parameter ids are read before any row lock is taken (once per store).
         self.param_ids().await?;
-        // A concurrent update-as-create of the same new id can win the insert race; the
-        // retry then finds its row and updates it.
+        let mut deadlocks = 0;
         loop {
-            let mut conn = self.conn().await?;
-            let mut tx = conn.begin().await?;
-            let at = write_clock(&mut tx).await?;
-            let Some(stored) = self
-                .update_in(&mut tx, rtype, id, resource.clone(), if_match, claims, at)
-                .await?
-            else {
-                continue;
+            let attempt = async {
+                let mut conn = self.conn().await?;
+                let mut tx = conn.begin().await?;
+                let at = write_clock(&mut tx).await?;
+                let Some((stored, references)) = self
+                    .update_in(&mut tx, rtype, id, resource.clone(), if_match, claims, at)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                self.check_written(&mut tx, &references).await?;
+                tx.commit().await?;
+                conn.done();
+                Ok::<_, StoreError>(Some(stored))
             };
-            tx.commit().await?;
-            conn.done();
-            return Ok(stored);
+            match attempt.await {
+                Ok(Some(stored)) => return Ok(stored),
+                // A concurrent update-as-create of the same new id won the insert race: the
+                // next attempt finds its row and updates it.
+                Ok(None) => {}
+                Err(error) if is_deadlock(&error) && deadlocks < DEADLOCK_RETRIES => {
+                    deadlocks += 1;
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
 
@@ -478,37 +547,50 @@ impl Store {
         claims: &[Claim],
     ) -> Result<Stored, StoreError> {
         self.param_ids().await?;
+        let mut deadlocks = 0;
         loop {
-            let mut conn = self.conn().await?;
-            let mut tx = conn.begin().await?;
-            let at = write_clock(&mut tx).await?;
-            lock_condition(&mut tx, rtype, condition).await?;
-            let matches = self.matching(&mut tx, condition.query, 2).await?;
-            let id = match (matches.as_slice(), &body_id) {
-                ([], Some(id)) => id.clone(),
-                ([], None) => Id::generate(),
-                ([found], Some(id)) if found != id.as_str() => {
-                    return Err(StoreError::ConditionalIdMismatch);
+            let attempt = async {
+                let mut conn = self.conn().await?;
+                let mut tx = conn.begin().await?;
+                let at = write_clock(&mut tx).await?;
+                lock_condition(&mut tx, rtype, condition).await?;
+                let matches = self.matching(&mut tx, condition.query, 2).await?;
+                let id = match (matches.as_slice(), &body_id) {
+                    ([], Some(id)) => id.clone(),
+                    ([], None) => Id::generate(),
+                    ([found], Some(id)) if found != id.as_str() => {
+                        return Err(StoreError::ConditionalIdMismatch);
+                    }
+                    ([found], _) => found
+                        .parse()
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    _ => return Err(StoreError::MultipleMatches),
+                };
+                let Some((stored, references)) = self
+                    .update_in(&mut tx, rtype, &id, resource.clone(), if_match, claims, at)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                self.check_written(&mut tx, &references).await?;
+                tx.commit().await?;
+                conn.done();
+                Ok::<_, StoreError>(Some(stored))
+            };
+            match attempt.await {
+                Ok(Some(stored)) => return Ok(stored),
+                Ok(None) => {}
+                Err(error) if is_deadlock(&error) && deadlocks < DEADLOCK_RETRIES => {
+                    deadlocks += 1;
                 }
-                ([found], _) => found
-                    .parse()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                _ => return Err(StoreError::MultipleMatches),
-            };
-            let Some(stored) = self
-                .update_in(&mut tx, rtype, &id, resource.clone(), if_match, claims, at)
-                .await?
-            else {
-                continue;
-            };
-            tx.commit().await?;
-            conn.done();
-            return Ok(stored);
+                Err(error) => return Err(error),
+            }
         }
     }
 
-    /// The update of [`Store::update`] in `tx`; `None` when a concurrent create of the same
-    /// id won the insert (the caller retries in a new transaction).
+    /// The update of [`Store::update`] in `tx`, with the local references of the version
+    /// written (for the caller to check); `None` when a concurrent create of the same id won
+    /// the insert (the caller retries in a new transaction).
     #[expect(
         clippy::too_many_arguments,
         reason = "an update, and the clock of its transaction"
@@ -522,7 +604,7 @@ impl Store {
         if_match: Option<VersionId>,
         claims: &[Claim],
         at: DateTime<Utc>,
-    ) -> Result<Option<Stored>, StoreError> {
+    ) -> Result<Option<(Stored, Vec<LocalReference>)>, StoreError> {
         let current = sqlx::query(
             "select key, version, deleted from resources
              where res_type = $1 and id = $2 for update",
@@ -548,14 +630,17 @@ impl Store {
                 indexed,
             };
             let inserted = self
-                .insert_one(tx, Some(at), Method::Put, &mut first)
+                .insert_one(tx, Some(at), Method::Put, &mut first, false)
                 .await?;
-            return Ok(inserted.map(|at| Stored {
-                id: id.clone(),
-                version: VersionId::FIRST,
-                last_updated: at,
-                content: first.content,
-                created: true,
+            return Ok(inserted.map(|at| {
+                let stored = Stored {
+                    id: id.clone(),
+                    version: VersionId::FIRST,
+                    last_updated: at,
+                    content: first.content,
+                    created: true,
+                };
+                (stored, first.indexed.references)
             }));
         };
 
@@ -589,18 +674,21 @@ impl Store {
             .bind(action);
         rows.bind(query, Keys::Cur).execute(&mut *tx).await?;
         self.replace_claims(tx, rtype, id, claims).await?;
-        Ok(Some(Stored {
+        let stored = Stored {
             id: id.clone(),
             version: next,
             last_updated: at,
             content,
             created: was_deleted,
-        }))
+        };
+        Ok(Some((stored, indexed.references)))
     }
 
     /// Deletes `type/id`: a tombstone version, its `delete` event, and the removal of its
-    /// search index rows. Returns the tombstone's version and time, or `None` when there
-    /// was nothing to delete (unknown or already deleted).
+    /// search index rows and reference record. Returns the tombstone's version and time, or
+    /// `None` when there was nothing to delete (unknown or already deleted). With the delete
+    /// check on, a resource that current resources refer to is not deleted
+    /// ([`StoreError::Referenced`]).
     pub async fn delete(
         &self,
         rtype: ResourceType,
@@ -610,6 +698,9 @@ impl Store {
         let mut tx = conn.begin().await?;
         let at = write_clock(&mut tx).await?;
         let deleted = self.delete_in(&mut tx, rtype, id.as_str(), at).await?;
+        if deleted.is_some() {
+            self.check_deleted(&mut tx, &[(rtype, id)]).await?;
+        }
         tx.commit().await?;
         conn.done();
         Ok(deleted)
@@ -618,7 +709,8 @@ impl Store {
     /// Conditional delete (`DELETE [type]?search`,
     /// http://hl7.org/fhir/R4/http.html#cdelete): deletes the matches in one transaction and
     /// returns their ids. More than `max` matches is [`StoreError::MultipleMatches`] and
-    /// deletes nothing (`max` 1: single deletes only).
+    /// deletes nothing (`max` 1: single deletes only); so is a match that current resources
+    /// refer to, with the delete check on ([`StoreError::Referenced`]).
     pub async fn delete_conditional(
         &self,
         condition: Conditional<'_, '_>,
@@ -634,12 +726,14 @@ impl Store {
         if matches.len() > max {
             return Err(StoreError::MultipleMatches);
         }
-        let mut deleted = Vec::with_capacity(matches.len());
+        let mut deleted: Vec<Id> = Vec::with_capacity(matches.len());
         for id in matches {
             if self.delete_in(&mut tx, rtype, &id, at).await?.is_some() {
                 deleted.push(id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
             }
         }
+        let targets: Vec<(ResourceType, &Id)> = deleted.iter().map(|id| (rtype, id)).collect();
+        self.check_deleted(&mut tx, &targets).await?;
         tx.commit().await?;
         conn.done();
         Ok(deleted)

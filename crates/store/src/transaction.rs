@@ -8,8 +8,14 @@
 //! outbox rows). Creates can go together ([`Transaction::create_all`]): the create's one
 //! statement then writes all of them, one round trip for the lot. A [`Transaction`] dropped
 //! without [`Transaction::commit`] rolls back.
+//!
+//! Referential integrity is checked once every write of the unit is done
+//! ([`Transaction::check_integrity`], at the latest by the commit): a resource may refer to
+//! one the unit creates later, and the unit may delete a resource together with the ones
+//! that refer to it.
 
 use chrono::{DateTime, Utc};
+use fhir_core::reference::LocalReference;
 use fhir_core::resource::stamp;
 use fhir_core::search::query::TypeQuery;
 use fhir_core::{Id, ResourceType, VersionId};
@@ -17,6 +23,7 @@ use serde_json::Value;
 use sqlx::TransactionManager;
 use sqlx::postgres::PgTransactionManager;
 
+use crate::integrity::{check_targets, check_unreferenced, dangling, distinct_targets};
 use crate::pool::Conn;
 use crate::resources::{First, Method, lock_condition, read_current, write_clock};
 use crate::{Claim, Conditional, Current, Store, StoreError, Stored};
@@ -30,6 +37,11 @@ pub struct Transaction<'s> {
     /// The database clock read under the write barrier when the unit began: the
     /// `lastUpdated` of every version it writes.
     at: DateTime<Utc>,
+    /// The resources created or updated since the last integrity check, with their local
+    /// references.
+    written: Vec<(ResourceType, Id, Vec<LocalReference>)>,
+    /// The resources deleted since the last integrity check.
+    deleted: Vec<(ResourceType, Id)>,
 }
 
 /// A resource for [`Transaction::create_all`].
@@ -70,6 +82,8 @@ impl Store {
             store: self,
             conn: Some(conn),
             at,
+            written: Vec::new(),
+            deleted: Vec::new(),
         })
     }
 }
@@ -81,13 +95,63 @@ impl Transaction<'_> {
             .ok_or_else(|| StoreError::Database(sqlx::Error::PoolClosed))
     }
 
-    /// Commits every write of the unit.
+    /// Checks referential integrity (see [`Transaction::check_integrity`]), then commits
+    /// every write of the unit.
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.check_integrity().await.map_err(|(_, error)| error)?;
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };
         PgTransactionManager::commit(&mut conn).await?;
         conn.done();
+        Ok(())
+    }
+
+    /// Checks the referential integrity of the writes since the last check, as the store is
+    /// configured to: the local references of the resources created and updated must name
+    /// current resources (which stay locked until the unit ends), then no current resource
+    /// may refer to one deleted. Run after every write of the unit, so that the references
+    /// between its resources count whatever the order of the writes. `Err` names the
+    /// resource that fails: the one whose reference dangles
+    /// ([`StoreError::DanglingReference`]), or the one deleted that is still referred to
+    /// ([`StoreError::Referenced`]); none for a database error.
+    pub async fn check_integrity(
+        &mut self,
+    ) -> Result<(), (Option<(ResourceType, Id)>, StoreError)> {
+        let integrity = self.store.referential_integrity();
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        if integrity.writes {
+            let written = &self.written;
+            let targets = distinct_targets(written.iter().map(|(_, _, refs)| refs.as_slice()));
+            let references: Vec<&LocalReference> = targets.iter().map(|(_, r)| *r).collect();
+            let missing = check_targets(conn, &references)
+                .await
+                .map_err(|error| (None, error))?;
+            if let Some(&(position, reference)) = missing.and_then(|m| targets.get(m)) {
+                let resource = written
+                    .get(position)
+                    .map(|(rtype, id, _)| (*rtype, id.clone()));
+                return Err((resource, dangling(reference)));
+            }
+        }
+        if integrity.deletes {
+            let deleted = &self.deleted;
+            let targets: Vec<(ResourceType, &Id)> =
+                deleted.iter().map(|(rtype, id)| (*rtype, id)).collect();
+            if let Err((position, error)) = check_unreferenced(conn, &targets).await {
+                let resource = match &error {
+                    StoreError::Referenced { .. } => deleted.get(position).cloned(),
+                    _ => None,
+                };
+                return Err((resource, error));
+            }
+        }
+        // Checked: a later check (the commit's) looks at later writes only. A failed check
+        // keeps them, so that a commit after it fails too.
+        self.written.clear();
+        self.deleted.clear();
         Ok(())
     }
 
@@ -182,7 +246,7 @@ impl Transaction<'_> {
         }
         let conn = self.conn().map_err(|e| (0, e))?;
         let Some(at) = store
-            .insert_first(conn, Some(at), Method::Post, &mut firsts)
+            .insert_first(conn, Some(at), Method::Post, &mut firsts, false)
             .await?
         else {
             // Only a caller that did not generate the ids can get here.
@@ -191,16 +255,20 @@ impl Transaction<'_> {
                 StoreError::Database(sqlx::Error::Protocol("an id to create is taken".to_owned())),
             ));
         };
-        Ok(firsts
-            .into_iter()
-            .map(|first| Stored {
-                id: first.id.clone(),
+        let mut stored = Vec::with_capacity(firsts.len());
+        for first in firsts {
+            let id = first.id.clone();
+            self.written
+                .push((first.rtype, id.clone(), first.indexed.references));
+            stored.push(Stored {
+                id,
                 version: VersionId::FIRST,
                 last_updated: at,
                 content: first.content,
                 created: true,
-            })
-            .collect())
+            });
+        }
+        Ok(stored)
     }
 
     /// Updates `type/id`, or creates it under that id (see [`Store::update`]); `if_match`
@@ -217,7 +285,7 @@ impl Transaction<'_> {
         loop {
             // `None`: a concurrent create of the same id won the insert and committed; this
             // transaction's next statement sees its row, and updates it.
-            if let Some(stored) = store
+            if let Some((stored, references)) = store
                 .update_in(
                     self.conn()?,
                     rtype,
@@ -229,6 +297,7 @@ impl Transaction<'_> {
                 )
                 .await?
             {
+                self.written.push((rtype, id.clone(), references));
                 return Ok(stored);
             }
         }
@@ -256,7 +325,13 @@ impl Transaction<'_> {
             }
         }
         let at = self.at;
-        store.delete_in(self.conn()?, rtype, id.as_str(), at).await
+        let deleted = store
+            .delete_in(self.conn()?, rtype, id.as_str(), at)
+            .await?;
+        if deleted.is_some() {
+            self.deleted.push((rtype, id.clone()));
+        }
+        Ok(deleted)
     }
 }
 

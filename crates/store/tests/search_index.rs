@@ -12,7 +12,16 @@ use fhir_core::search::Registry;
 use fhir_core::{Id, ResourceType, VersionId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use store::{Claim, Created, Store, StoreError};
+use store::{Claim, Created, ReferentialIntegrity, Store, StoreError};
+
+/// A store on `pool` that does not check references: these resources name resources that
+/// are not stored (`Organization/o1`), which is beside the point of an index test.
+fn unchecked(pool: &PgPool) -> Store {
+    Store::from_pool(pool.clone()).with_referential_integrity(ReferentialIntegrity {
+        writes: false,
+        deletes: false,
+    })
+}
 
 fn id(s: &str) -> Id {
     s.parse().unwrap_or_else(|_| panic!("{s} is a valid id"))
@@ -77,8 +86,8 @@ fn email(value: &str) -> Vec<Claim> {
     }]
 }
 
-/// Every index row as `Type/id code table (columns)`, sorted; duplicates are kept, so a
-/// row written twice shows.
+/// Every index row as `Type/id code table (columns)`, sorted, with the reference record's
+/// rows (code `?`, table `record`); duplicates are kept, so a row written twice shows.
 async fn rows(pool: &PgPool) -> Vec<String> {
     let rows: Vec<String> = sqlx::query_scalar(
         "with x as (
@@ -92,6 +101,7 @@ async fn rows(pool: &PgPool) -> Vec<String> {
              union all select res_key, param, 'number', row(value)::text from search_number
              union all select res_key, param, 'uri', row(uri)::text from search_uri
              union all select res_key, param, 'composite', components::text from search_composite
+             union all select res_key, null, 'record', row(target_type, target_id)::text from resource_references
          )
          select coalesce(r.res_type || '/' || r.id, '?') || ' ' || coalesce(p.code, '?') || ' '
                 || x.tab || ' ' || x.val
@@ -148,7 +158,7 @@ fn registry_with(edit: impl FnOnce(&mut Vec<Value>)) -> &'static Registry {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_patient_is_indexed_by_typed_rows(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let store = unchecked(&pool);
     put(&store, ResourceType::Patient, "p1", patient()).await;
     let rows = rows_of(&pool, "Patient/p1").await;
     assert_has(
@@ -173,7 +183,13 @@ async fn a_patient_is_indexed_by_typed_rows(pool: PgPool) {
             "Patient/p1 organization reference (Organization,o1,,,,)",
             "Patient/p1 general-practitioner reference \
              (Practitioner,d1,,http://other.example/fhir/Practitioner/d1,,)",
+            "Patient/p1 ? record (Organization,o1)",
         ],
+    );
+    // Another server's resource is no local reference.
+    assert!(
+        !rows.iter().any(|r| r.contains("record (Practitioner")),
+        "{rows:?}"
     );
     // `_id` and `_lastUpdated` are searched on the resource row: no index rows.
     assert!(
@@ -186,7 +202,7 @@ async fn a_patient_is_indexed_by_typed_rows(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn an_account_and_an_invoice_are_indexed_by_typed_rows(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let store = unchecked(&pool);
     put(&store, ResourceType::Account, "a1", account()).await;
     put(&store, ResourceType::Invoice, "i1", invoice()).await;
     assert_has(
@@ -227,7 +243,7 @@ async fn numbers_uris_and_composites_have_their_tables(pool: PgPool) {
             "expression": "Patient.multipleBirth"
         }));
     });
-    let store = Store::from_pool(pool.clone()).with_registry(registry);
+    let store = unchecked(&pool).with_registry(registry);
     let mut twin = named("Twin");
     twin["multipleBirthInteger"] = parse("2");
     twin["meta"] = json!({"profile": ["http://example.org/StructureDefinition/p"]});
@@ -257,7 +273,7 @@ async fn numbers_uris_and_composites_have_their_tables(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn long_values_are_indexed_whole(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let store = unchecked(&pool);
     // Far beyond what a b-tree entry holds (about 2,700 bytes), in 2-byte characters.
     let family = "é".repeat(5_000);
     let value = "7".repeat(10_000);
@@ -278,7 +294,7 @@ async fn long_values_are_indexed_whole(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn an_update_replaces_the_rows_and_a_delete_removes_them(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let store = unchecked(&pool);
     put(&store, ResourceType::Patient, "p", named("Alpha")).await;
     put(&store, ResourceType::Patient, "p", named("Beta")).await;
     let after_update = rows_of(&pool, "Patient/p").await;
@@ -316,7 +332,7 @@ async fn an_update_replaces_the_rows_and_a_delete_removes_them(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let store = unchecked(&pool);
     let created = store
         .create(ResourceType::Patient, named("Delta"), &[], None)
         .await;
@@ -365,7 +381,7 @@ async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn failed_writes_leave_no_rows(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let store = unchecked(&pool);
     let holder = store
         .update(
             ResourceType::Patient,
@@ -432,7 +448,7 @@ async fn failed_writes_leave_no_rows(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn reindex_rebuilds_exactly_the_rows_of_a_fresh_write(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let store = unchecked(&pool);
     put(&store, ResourceType::Patient, "p1", patient()).await;
     put(&store, ResourceType::Account, "a1", account()).await;
     put(&store, ResourceType::Invoice, "i1", invoice()).await;
@@ -486,7 +502,7 @@ async fn changed_definitions_are_reindexed_like_fresh_writes(pool: PgPool) {
     let without_family = registry_with(|definitions| {
         definitions.retain(|d| d["url"] != "http://hl7.org/fhir/SearchParameter/individual-family");
     });
-    let before = Store::from_pool(pool.clone()).with_registry(without_family);
+    let before = unchecked(&pool).with_registry(without_family);
     put(&before, ResourceType::Patient, "p1", patient()).await;
     put(&before, ResourceType::Account, "a1", account()).await;
     assert!(
@@ -503,7 +519,7 @@ async fn changed_definitions_are_reindexed_like_fresh_writes(pool: PgPool) {
     );
 
     // A server with the built-in definitions re-indexes the types they changed.
-    let after = Store::from_pool(pool.clone());
+    let after = unchecked(&pool);
     let reindexed = after
         .reindex_stale()
         .await
@@ -534,7 +550,7 @@ async fn changed_definitions_are_reindexed_like_fresh_writes(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn reindex_racing_with_writes_leaves_the_rows_of_the_current_versions(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let store = unchecked(&pool);
     const PATIENTS: usize = 600;
     for n in 0..PATIENTS {
         put(&store, ResourceType::Patient, &format!("p{n}"), named("v0")).await;
@@ -610,7 +626,7 @@ async fn reindex_racing_with_writes_leaves_the_rows_of_the_current_versions(pool
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn parameter_ids_are_stable(pool: PgPool) {
     let ids = |pool: PgPool| async move {
-        let store = Store::from_pool(pool.clone());
+        let store = unchecked(&pool);
         put(&store, ResourceType::Patient, "p", named("Same")).await;
         let ids: Vec<(i32, String, String)> =
             sqlx::query_as("select id, res_type, code from search_params order by id")
@@ -677,8 +693,8 @@ async fn create_throughput_with_and_without_the_index(pool: PgPool) {
     let none = Box::leak(Box::new(
         Registry::from_definitions(&[]).unwrap_or_else(|e| panic!("{e}")),
     ));
-    let indexed = Store::from_pool(pool.clone());
-    let bare = Store::from_pool(pool.clone()).with_registry(none);
+    let indexed = unchecked(&pool);
+    let bare = unchecked(&pool).with_registry(none);
     let duration = Duration::from_secs(10);
     creates(&indexed, &document, 8, Duration::from_secs(2)).await;
     creates(&bare, &document, 8, Duration::from_secs(2)).await;

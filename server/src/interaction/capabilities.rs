@@ -39,6 +39,7 @@ use crate::auth::Auth;
 use crate::auth::keys::Endpoints;
 use crate::error::ApiError;
 use crate::http::{Negotiated, fhir_body};
+use crate::interaction::patch::JSON_PATCH;
 use crate::interaction::{everything, validate};
 use crate::routes::{SYSTEM_INTERACTIONS, SYSTEM_OPERATIONS, TYPE_INTERACTIONS};
 use crate::state::AppState;
@@ -106,9 +107,17 @@ pub fn statement(state: &AppState) -> Value {
     } else {
         "single"
     };
+    // Literal references; `enforced` (they always resolve) with both referential integrity
+    // checks on (docs/rest.md, "Referential integrity").
+    let integrity = state.config.referential_integrity;
+    let reference_policy: &'static [&'static str] = if integrity.writes && integrity.deletes {
+        &["literal", "enforced"]
+    } else {
+        &["literal"]
+    };
     let resources: Vec<Value> = ResourceType::ALL
         .iter()
-        .map(|&rtype| resource(registry, rtype, conditional_delete))
+        .map(|&rtype| resource(registry, rtype, conditional_delete, reference_policy))
         .collect();
     // In the order of the R4 definition.
     let mut rest = Map::new();
@@ -143,6 +152,8 @@ pub fn statement(state: &AppState) -> Value {
         "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "fhirVersion": "4.0.1",
         "format": ["json", "xml", "application/fhir+json", "application/fhir+xml"],
+        // JSON Patch, and FHIRPath Patch in either FHIR format (interaction/patch.rs).
+        "patchFormat": [JSON_PATCH, "application/fhir+json", "application/fhir+xml"],
         "rest": [rest],
     })
 }
@@ -152,6 +163,7 @@ fn resource(
     registry: Option<&Registry>,
     rtype: ResourceType,
     conditional_delete: &'static str,
+    reference_policy: &'static [&'static str],
 ) -> Value {
     let mut entry = json!({
         "type": rtype.as_str(),
@@ -164,6 +176,7 @@ fn resource(
         "conditionalRead": "full-support",
         "conditionalUpdate": true,
         "conditionalDelete": conditional_delete,
+        "referencePolicy": reference_policy,
     });
     let export = match rtype {
         ResourceType::Patient => Some("patient-export"),
@@ -468,7 +481,7 @@ mod tests {
     fn search_support_is_listed_per_type() {
         let registry = Registry::builtin().ok();
         assert!(registry.is_some());
-        let patient = resource(registry, ResourceType::Patient, "single");
+        let patient = resource(registry, ResourceType::Patient, "single", &["literal"]);
         let params = patient["searchParam"].as_array().unwrap();
         let family = params.iter().find(|p| p["name"] == "family").unwrap();
         assert_eq!(family["type"], "string");
@@ -501,7 +514,7 @@ mod tests {
 
     #[test]
     fn without_a_registry_no_search_support_is_listed() {
-        let patient = resource(None, ResourceType::Patient, "single");
+        let patient = resource(None, ResourceType::Patient, "single", &["literal"]);
         assert!(patient.get("searchParam").is_none());
         assert!(patient.get("searchInclude").is_none());
         let system = system_search_params(None);

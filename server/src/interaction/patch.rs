@@ -1,17 +1,30 @@
 //! patch: `PATCH [base]/[type]/[id]` with a JSON Patch (RFC 6902,
-//! `application/json-patch+json`), http://hl7.org/fhir/R4/http.html#patch.
+//! `application/json-patch+json`) or a FHIRPath Patch (a Parameters resource,
+//! `application/fhir+json` or `application/fhir+xml`), http://hl7.org/fhir/R4/http.html#patch
+//! and http://hl7.org/fhir/R4/fhirpatch.html.
 //!
-//! The patch applies to the current version, all of it or nothing; the result goes through
-//! the validation of any write, keeps its type and id, and is stored as the next version,
-//! with `If-Match` honoured. A patch that cannot apply (a `test` that fails, a path that is
-//! not there) or whose result is not a valid resource is 422; a body that is not a JSON
-//! Patch is 400. Concurrent writes between the read and the write are detected (the write
+//! Both kinds take one way ([`fhir_core::patch`] reads and applies them): the patch applies
+//! to the current version, all of it or nothing; the result goes through the validation of
+//! any write, keeps its type and id, and is stored as the next version, with `If-Match`
+//! honoured. Concurrent writes between the read and the write are detected (the write
 //! expects the version the patch was applied to) and the patch is applied again.
+//!
+//! What a patch that fails is answered with:
+//!
+//! - 415: a `Content-Type` that names neither kind;
+//! - 400: a body that is not a patch of the kind its `Content-Type` names (not a JSON Patch
+//!   array; not a Parameters, or one whose parameters are not FHIRPath Patch operations; a
+//!   path outside the FHIRPath subset);
+//! - 422: an operation that does not apply (a failed `test`, a JSON Pointer to nothing; a
+//!   FHIRPath that selects no element, or several, where one is needed, an index outside the
+//!   list, a value of the wrong type), or a result that changes the type or id or is not a
+//!   valid resource.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
+use fhir_core::patch::{Patch, PatchError};
 use fhir_core::resource::{self, Format};
 use fhir_core::{Id, Issue, IssueCode, ResourceType};
 use serde_json::Value;
@@ -20,7 +33,7 @@ use store::StoreError;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::http::{InstancePath, Negotiated, Return, if_match};
+use crate::http::{InstancePath, Negotiated, Return, body_format, if_match, media_type};
 use crate::interaction::update::{check_stored, stored_response};
 use crate::interaction::{check_write, claims};
 use crate::state::AppState;
@@ -41,15 +54,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    if media.as_deref() != Some(JSON_PATCH) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let operations = operations(&body)?;
+    let patch = read(&headers, &body)?;
     let expected = if_match(&headers)?;
     for _ in 0..ATTEMPTS {
         let current = state
@@ -65,7 +70,7 @@ pub async fn patch(
                 current: Some(current.version),
             }));
         }
-        let resource = apply(rtype, &id, &content, &operations)?;
+        let resource = apply(rtype, &id, &content, &patch)?;
         let grant = check_write(&state, &principal, rtype, Interaction::Update, &resource)?;
         check_stored(&state, rtype, &id, &grant).await?;
         let claims = claims(&state, rtype, &resource);
@@ -87,33 +92,42 @@ pub async fn patch(
     )))
 }
 
-/// Reads a JSON Patch document: 400 when it is not one.
-pub(crate) fn operations(body: &[u8]) -> Result<json_patch::Patch, ApiError> {
-    serde_json::from_slice(body).map_err(|_| {
-        ApiError::BadRequest(Issue::error(
-            IssueCode::Structure,
-            "the body is not a JSON Patch (an array of operations)",
-        ))
-    })
+/// Reads the body as the kind of patch its `Content-Type` names.
+fn read(headers: &HeaderMap, body: &[u8]) -> Result<Patch, ApiError> {
+    let media = media_type(headers);
+    if media.as_deref() == Some(JSON_PATCH) {
+        return Ok(Patch::json(body)?);
+    }
+    let format = media
+        .as_deref()
+        .and_then(body_format)
+        .ok_or(ApiError::UnsupportedMediaType)?;
+    let parameters = resource::read(body, format).map_err(ApiError::Invalid)?;
+    fhirpath(&parameters)
 }
 
-/// Applies `operations` to `content`, the stored version of `rtype/id`: the result, checked
-/// as any write is, without the server-owned `meta.versionId` and `meta.lastUpdated`; 422
-/// when the patch does not apply, changes the type or id, or leaves an invalid resource.
+/// Reads a FHIRPath Patch from its Parameters resource.
+pub(crate) fn fhirpath(parameters: &Value) -> Result<Patch, ApiError> {
+    Ok(Patch::fhirpath(parameters)?)
+}
+
+/// Reads a JSON Patch document.
+pub(crate) fn json(body: &[u8]) -> Result<Patch, ApiError> {
+    Ok(Patch::json(body)?)
+}
+
+/// Applies `patch` to `content`, the stored version of `rtype/id`: the result, checked as any
+/// write is, without the server-owned `meta.versionId` and `meta.lastUpdated`; 422 when the
+/// patch does not apply, changes the type or id, or leaves an invalid resource.
 pub(crate) fn apply(
     rtype: ResourceType,
     id: &Id,
     content: &str,
-    operations: &json_patch::Patch,
+    patch: &Patch,
 ) -> Result<Value, ApiError> {
     let mut resource: Value =
         serde_json::from_str(content).map_err(|e| ApiError::Internal(e.to_string()))?;
-    json_patch::patch(&mut resource, operations).map_err(|error| {
-        ApiError::Unprocessable(vec![Issue::error(
-            IssueCode::Processing,
-            format!("the patch does not apply: {}", describe(&error)),
-        )])
-    })?;
+    patch.apply(&mut resource)?;
     if resource["resourceType"] != rtype.as_str() || resource["id"] != id.as_str() {
         return Err(ApiError::Unprocessable(vec![Issue::error(
             IssueCode::Processing,
@@ -134,8 +148,24 @@ pub(crate) fn apply(
     resource::parse(&bytes, Format::Json, rtype).map_err(ApiError::Unprocessable)
 }
 
-/// What went wrong, without quoting values (they may be patient data): the operation's
-/// position and the kind of failure.
-fn describe(error: &json_patch::PatchError) -> String {
-    format!("operation {} failed: {}", error.operation, error.kind)
+/// A patch that cannot be read is a bad request (400); one that does not apply cannot be
+/// processed (422). The messages name operations and paths, never values.
+impl From<PatchError> for ApiError {
+    fn from(error: PatchError) -> Self {
+        match error {
+            PatchError::Invalid {
+                at: Some(at),
+                message,
+            } => ApiError::BadRequest(Issue::at(IssueCode::Invalid, at, message)),
+            PatchError::Invalid { at: None, message } => {
+                ApiError::BadRequest(Issue::error(IssueCode::Structure, message))
+            }
+            not_applicable @ PatchError::NotApplicable { .. } => {
+                ApiError::Unprocessable(vec![Issue::error(
+                    IssueCode::Processing,
+                    format!("the patch does not apply: {not_applicable}"),
+                )])
+            }
+        }
+    }
 }

@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use fhir_core::outcome::operation_outcome;
+use fhir_core::patch::Patch;
 use fhir_core::resource::{self, Format, format_instant};
 use fhir_core::{Id, Issue, IssueCode, ResourceType, VersionId};
 use serde::Serialize;
@@ -123,7 +124,7 @@ enum Work<'a> {
     },
     Patch {
         place: Place,
-        operations: json_patch::Patch,
+        patch: Patch,
         if_match: Option<VersionId>,
     },
     Delete {
@@ -309,7 +310,7 @@ fn prepare<'a>(
             require(principal, rtype, Interaction::Update).map_err(fail)?;
             Work::Patch {
                 place,
-                operations: patch_operations(entry.resource).map_err(fail)?,
+                patch: read_entry_patch(entry.resource).map_err(fail)?,
                 if_match: entry.if_match,
             }
         }
@@ -327,29 +328,33 @@ fn prepare<'a>(
     })
 }
 
-/// The JSON Patch of a PATCH entry: a Binary resource, `contentType`
-/// `application/json-patch+json`, its `data` the patch in base64.
-fn patch_operations(resource: Option<&RawValue>) -> Result<json_patch::Patch, ApiError> {
+/// The patch of a PATCH entry: a FHIRPath Patch (a Parameters resource), or a JSON Patch in
+/// a Binary resource (`contentType` `application/json-patch+json`, `data` the patch in
+/// base64).
+fn read_entry_patch(resource: Option<&RawValue>) -> Result<Patch, ApiError> {
     use base64::Engine;
-    let not_binary = || {
+    let not_a_patch = || {
         ApiError::BadRequest(Issue::at(
             IssueCode::NotSupported,
             "resource",
-            "a PATCH entry's resource must be a Binary holding a JSON Patch \
-             (contentType application/json-patch+json, the patch in data)",
+            "a PATCH entry's resource must be a Parameters (FHIRPath Patch) or a Binary \
+             holding a JSON Patch (contentType application/json-patch+json, the patch in data)",
         ))
     };
-    let binary: Value = resource
+    let resource: Value = resource
         .and_then(|r| serde_json::from_str(r.get()).ok())
-        .ok_or_else(not_binary)?;
-    let content_type = binary["contentType"]
+        .ok_or_else(not_a_patch)?;
+    if resource["resourceType"] == "Parameters" {
+        return patch::fhirpath(&resource);
+    }
+    let content_type = resource["contentType"]
         .as_str()
         .and_then(|t| t.split(';').next())
         .map(|t| t.trim().to_ascii_lowercase());
-    if binary["resourceType"] != "Binary" || content_type.as_deref() != Some(patch::JSON_PATCH) {
-        return Err(not_binary());
+    if resource["resourceType"] != "Binary" || content_type.as_deref() != Some(patch::JSON_PATCH) {
+        return Err(not_a_patch());
     }
-    let data = binary["data"]
+    let data = resource["data"]
         .as_str()
         .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
         .ok_or_else(|| {
@@ -359,7 +364,7 @@ fn patch_operations(resource: Option<&RawValue>) -> Result<json_patch::Patch, Ap
                 "the patch is not valid base64",
             ))
         })?;
-    patch::operations(&data)
+    patch::json(&data)
 }
 
 /// Prepares every entry, with the checks across entries of a transaction: each `fullUrl`
@@ -493,7 +498,8 @@ enum Resolved {
 
 /// Runs the writes among `entries` in `tx`: deletes; then every id resolved (new ids,
 /// conditions searched) and checked for overlaps; references rewritten; creates; updates
-/// and patches. Returns each write's outcome with its index in `entries`.
+/// and patches; then referential integrity over all of them. Returns each write's outcome
+/// with its index in `entries`.
 async fn write(
     state: &AppState,
     principal: &Principal,
@@ -814,7 +820,7 @@ async fn write(
                     .at(who)?
             }
             Work::Patch {
-                operations,
+                patch: entry_patch,
                 if_match,
                 ..
             } => {
@@ -834,7 +840,7 @@ async fn write(
                     })
                     .at(who);
                 }
-                let mut resource = patch::apply(rtype, id, &content, operations).at(who)?;
+                let mut resource = patch::apply(rtype, id, &content, entry_patch).at(who)?;
                 let wanted = references::conditional(&mut resource);
                 resolve_conditional(state, principal, tx, wanted, &mut targets)
                     .await
@@ -864,6 +870,34 @@ async fn write(
                 format!("{rtype} is now at version {version}"),
             ),
         ));
+    }
+
+    // 6. Referential integrity, once every write is done: references between the unit's
+    // resources hold whatever the order of its entries (docs/rest.md).
+    if let Err((resource, error)) = tx.check_integrity().await {
+        let created = entries
+            .iter()
+            .zip(&resolved)
+            .filter_map(|(entry, resolved)| match (entry.rtype, resolved) {
+                (Some(rtype), Some(Resolved::New(id))) => Some(((rtype, id.clone()), entry.index)),
+                _ => None,
+            });
+        let writers: HashMap<(ResourceType, Id), usize> =
+            touched.into_iter().chain(created).collect();
+        let who = resource
+            .and_then(|(rtype, id)| {
+                let index = *writers.get(&(rtype, id))?;
+                Some(Who {
+                    index,
+                    rtype: Some(rtype),
+                })
+            })
+            .or_else(|| entries.first().map(Prepared::who));
+        return Err(Failure {
+            index: who.map_or(0, |who| who.index),
+            rtype: who.and_then(|who| who.rtype),
+            error: error.into(),
+        });
     }
     Ok(outcomes)
 }

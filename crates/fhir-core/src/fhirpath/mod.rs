@@ -29,10 +29,14 @@
 //! Anything else (arithmetic, ordering comparisons, `~`, date literals, other functions) is
 //! refused by the parser with the position it stopped at. Evaluation never panics: a
 //! function applied to more items than it accepts is an [`EvalError`].
+//!
+//! [`locate`] tells where in the resource's JSON the selected elements sit, for the writers
+//! that change them.
 
 mod ast;
 mod eval;
 mod lexer;
+mod locate;
 mod parser;
 mod types;
 
@@ -44,6 +48,9 @@ use std::fmt;
 use serde_json::Value;
 
 pub use eval::{Item, Node};
+pub use locate::{Location, Step, locate};
+
+pub(crate) use types::{choice_type, is_a};
 
 use ast::{BinaryOp, Expr};
 

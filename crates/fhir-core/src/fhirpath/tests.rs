@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{EvalError, Expression, Item};
+use super::{EvalError, Expression, Item, Step};
 
 fn patient() -> Value {
     json!({
@@ -472,4 +472,68 @@ fn for_type_keeps_the_branches_of_that_type() {
         mixed.for_type("Patient").map(|e| e.to_string()),
         Some("(Patient.name | Person.name).given".to_string())
     );
+}
+
+/// The locations of what `text` selects on `resource`, as `key/0/key` strings.
+fn locations(text: &str, resource: &Value) -> Vec<Option<String>> {
+    let expression = Expression::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    let items = expression.evaluate(resource).expect(text);
+    let values: Vec<&Value> = items
+        .iter()
+        .map(|item| match item {
+            Item::Node(node) => node.value(),
+            other => panic!("{text} selected {other:?}"),
+        })
+        .collect();
+    super::locate(resource, &values)
+        .into_iter()
+        .map(|location| {
+            location.map(|steps| {
+                steps
+                    .iter()
+                    .map(|step| match step {
+                        Step::Key(key) => key.clone(),
+                        Step::Index(index) => index.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn selected_elements_are_located_by_identity() {
+    let patient = patient();
+    let at = |path: &str| Some(path.to_string());
+    assert_eq!(locations("Patient", &patient), [at("")]);
+    assert_eq!(
+        locations("Patient.name.given", &patient),
+        [
+            at("name/0/given/0"),
+            at("name/0/given/1"),
+            at("name/1/given/0")
+        ]
+    );
+    // Equal values in two places are two locations.
+    assert_eq!(
+        locations("Patient.name.given.where($this = 'Peter')", &patient),
+        [at("name/0/given/0"), at("name/1/given/0")]
+    );
+    assert_eq!(
+        locations("Patient.telecom.where(system = 'email')[1].value", &patient),
+        [at("telecom/2/value")]
+    );
+    assert_eq!(
+        locations("Patient.deceased", &patient),
+        [at("deceasedDateTime")]
+    );
+    assert_eq!(
+        locations("Patient.generalPractitioner[2].resolve()", &patient),
+        [at("contained/0")]
+    );
+    assert_eq!(locations("Patient.birthDate", &patient), []);
+    // A value of another document is not located.
+    let elsewhere = json!("Peter");
+    assert_eq!(super::locate(&patient, &[&elsewhere]), [None]);
 }

@@ -45,7 +45,7 @@ impl TypeSpec {
 
 /// The type a choice element's JSON suffix names: `DateTime` is `dateTime`, `Quantity` is
 /// `Quantity`.
-pub(super) fn choice_type(suffix: &str) -> &str {
+pub(crate) fn choice_type(suffix: &str) -> &str {
     let mut chars = suffix.chars();
     let first = chars.next().map(|c| c.to_ascii_lowercase());
     let rest = chars.as_str();
@@ -97,9 +97,15 @@ pub(super) fn is_of_type(item: &Item<'_>, spec: &TypeSpec) -> bool {
             || wanted == "Resource"
             || (wanted == "DomainResource" && !NOT_DOMAIN_RESOURCES.contains(&actual));
     }
-    let mut current = Some(actual);
+    is_a(actual, wanted)
+}
+
+/// Whether the FHIR type `type_name` is `base` or specialises it (`code` is a `string`, `Age`
+/// a `Quantity`).
+pub(crate) fn is_a(type_name: &str, base: &str) -> bool {
+    let mut current = Some(type_name);
     while let Some(name) = current {
-        if name == wanted {
+        if name == base {
             return true;
         }
         current = supertype(name);
@@ -191,6 +197,15 @@ mod tests {
         assert_eq!(choice_type("Boolean"), "boolean");
         assert_eq!(choice_type("CodeableConcept"), "CodeableConcept");
         assert_eq!(choice_type("Quantity"), "Quantity");
+    }
+
+    #[test]
+    fn specialisations_are_of_their_base_type() {
+        assert!(is_a("code", "string"));
+        assert!(is_a("Age", "Quantity"));
+        assert!(is_a("HumanName", "HumanName"));
+        assert!(!is_a("string", "code"));
+        assert!(!is_a("Identifier", "HumanName"));
     }
 
     #[test]

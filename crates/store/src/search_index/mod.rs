@@ -2,13 +2,16 @@
 //! current version of each resource, stored as rows of narrow typed tables (one per kind
 //! of value, see `migrations/20261128000002_search_index.sql` and docs/search.md) in the
 //! same statement or transaction as the resource row, and rebuilt in batches when the
-//! definitions change ([`reindex`]).
+//! definitions change ([`reindex`]). Beside them, the record of each current resource's
+//! local references (`resource_references`, docs/rest.md "Referential integrity"), written
+//! and rebuilt with them.
 
 mod params;
 mod reindex;
 mod rows;
 
 use fhir_core::ResourceType;
+use fhir_core::reference::{LocalReference, local_references};
 use fhir_core::search::{IndexOptions, Registry, RegistryError, ResourceIndex};
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -71,6 +74,11 @@ impl SearchIndex {
         };
         Ok(self.registry()?.index(resource, options))
     }
+
+    /// The local references of `resource`: relative, or under this server's base.
+    fn references(&self, resource: &Value) -> Vec<LocalReference> {
+        local_references(resource, self.server_base.as_deref())
+    }
 }
 
 /// The index values of one resource about to be written, with the ids to write them by.
@@ -79,6 +87,9 @@ pub(crate) struct Indexed<'s> {
     params: &'s ParamIds,
     rtype: ResourceType,
     values: ResourceIndex<'static>,
+    /// Its local references, each target once: the reference record's rows, and what
+    /// referential integrity checks.
+    pub(crate) references: Vec<LocalReference>,
 }
 
 impl Indexed<'_> {
@@ -86,6 +97,7 @@ impl Indexed<'_> {
     pub(crate) fn rows(&self) -> IndexRows<'_> {
         let mut rows = IndexRows::default();
         push_rows(&mut rows, self.params, self.rtype, 0, &self.values);
+        rows.push_references(0, &self.references);
         rows
     }
 
@@ -93,6 +105,7 @@ impl Indexed<'_> {
     /// their keys by position (`Keys::Placed`): this resource's is `position`.
     pub(crate) fn push_placed<'v>(&'v self, rows: &mut IndexRows<'v>, position: i64) {
         push_rows(rows, self.params, self.rtype, position, &self.values);
+        rows.push_references(position, &self.references);
     }
 }
 
@@ -145,6 +158,7 @@ impl Store {
             params,
             rtype,
             values,
+            references: self.index.references(resource),
         })
     }
 }

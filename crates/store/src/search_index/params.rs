@@ -10,8 +10,9 @@ use sqlx::{PgPool, Row};
 use crate::StoreError;
 
 /// Bumped when the rows a definition gives change without the definition changing (the
-/// extraction or the tables): every type is then re-indexed at the next start.
-const INDEX_FORMAT: u32 = 1;
+/// extraction or the tables): every type is then re-indexed at the next start. 2: the
+/// reference record (`resource_references`) is filled by the re-index too.
+const INDEX_FORMAT: u32 = 2;
 
 /// The ids of the indexed parameters, by resource type and code.
 #[derive(Debug, Clone, Default)]

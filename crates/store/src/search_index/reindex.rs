@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use fhir_core::ResourceType;
+use fhir_core::reference::LocalReference;
 use fhir_core::search::ResourceIndex;
 use serde_json::Value;
 use sqlx::Connection;
@@ -234,8 +235,9 @@ impl Store {
         };
         let indexes = self.index_batch(&batch, problems)?;
         let mut rows = IndexRows::default();
-        for (key, values) in &indexes {
+        for (key, values, references) in &indexes {
             push_rows(&mut rows, params, rtype, *key, values);
+            rows.push_references(*key, references);
         }
         let keys: Vec<i64> = batch.iter().map(|(key, _)| *key).collect();
         let query = sqlx::query(REPLACE_BATCH.get(rows.tables()))
@@ -248,12 +250,13 @@ impl Store {
         Ok(Some(batch.len() as u64))
     }
 
-    /// The index values of each resource of a batch (key, content), problems counted.
+    /// The index values and local references of each resource of a batch (key, content),
+    /// problems counted.
     fn index_batch(
         &self,
         batch: &[(i64, String)],
         problems: &mut Problems,
-    ) -> Result<Vec<(i64, ResourceIndex<'static>)>, StoreError> {
+    ) -> Result<Vec<(i64, ResourceIndex<'static>, Vec<LocalReference>)>, StoreError> {
         let mut indexes = Vec::with_capacity(batch.len());
         for (key, content) in batch {
             // Stored content is JSON that PostgreSQL wrote; a resource that would not parse
@@ -266,7 +269,7 @@ impl Store {
             for issue in &values.issues {
                 *problems.entry(issue.param.code()).or_default() += 1;
             }
-            indexes.push((*key, values));
+            indexes.push((*key, values, self.index.references(&resource)));
         }
         Ok(indexes)
     }

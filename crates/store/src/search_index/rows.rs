@@ -1,10 +1,13 @@
 //! Index rows, column by column, and the SQL that writes them: per table one
 //! `insert ... select ... from unnest(...)`, a common table expression of the statement
-//! that writes the resource row, so a resource and its index rows are one statement.
+//! that writes the resource row, so a resource and its index rows are one statement. The
+//! record of local references (`resource_references`, for referential integrity) is
+//! written the same way, as a table without a parameter column.
 
 use std::sync::OnceLock;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use fhir_core::reference::LocalReference;
 use fhir_core::search::{
     DateRange, IndexValue, QuantityValue, ReferenceValue, StringValue, TokenValue,
 };
@@ -44,24 +47,29 @@ const fn text(name: &'static str, insert: &'static str) -> Column {
     }
 }
 
-/// An index table and its value columns, after `res_key` and `param`.
+/// An index table and its value columns, after `res_key` and (when it has one) `param`.
 struct Table {
     name: &'static str,
+    /// Whether the rows carry a parameter id (all but the reference record).
+    param: bool,
     columns: &'static [Column],
 }
 
 /// The index tables, in the order [`IndexRows::bind`] binds them.
-const TABLES: [Table; 9] = [
+const TABLES: [Table; 10] = [
     Table {
         name: "search_string",
+        param: true,
         columns: &[text("normalized", "t.normalized"), text("exact", "t.exact")],
     },
     Table {
         name: "search_token",
+        param: true,
         columns: &[text("system", "t.system"), text("code", "t.code")],
     },
     Table {
         name: "search_token_type",
+        param: true,
         columns: &[
             text("type_system", "t.type_system"),
             text("type_code", "t.type_code"),
@@ -70,6 +78,7 @@ const TABLES: [Table; 9] = [
     },
     Table {
         name: "search_date",
+        param: true,
         columns: &[
             Column {
                 name: "low",
@@ -85,6 +94,7 @@ const TABLES: [Table; 9] = [
     },
     Table {
         name: "search_reference",
+        param: true,
         columns: &[
             text("target_type", "t.target_type"),
             text("target_id", "t.target_id"),
@@ -96,6 +106,7 @@ const TABLES: [Table; 9] = [
     },
     Table {
         name: "search_quantity",
+        param: true,
         columns: &[
             // Bound as text, so the decimal reaches PostgreSQL exactly as written.
             text("value", "t.value::numeric"),
@@ -107,19 +118,32 @@ const TABLES: [Table; 9] = [
     },
     Table {
         name: "search_number",
+        param: true,
         columns: &[text("value", "t.value::numeric")],
     },
     Table {
         name: "search_uri",
+        param: true,
         columns: &[text("uri", "t.uri")],
     },
     Table {
         name: "search_composite",
+        param: true,
         columns: &[Column {
             name: "components",
             array: "jsonb[]",
             insert: "t.components",
         }],
+    },
+    // Every local reference of the resource, whatever the search parameters: what a
+    // delete looks for referrers in.
+    Table {
+        name: "resource_references",
+        param: false,
+        columns: &[
+            text("target_type", "t.target_type"),
+            text("target_id", "t.target_id"),
+        ],
     },
 ];
 
@@ -179,8 +203,8 @@ pub(crate) fn insert_ctes(keys: Keys, first: usize, tables: TableSet) -> (String
 
 /// The insert into `table`, its arrays bound from `$next` on (advanced past them).
 fn insert_cte(table: &Table, keys: Keys, next: &mut usize) -> String {
-    let mut aliases = vec!["param"];
-    let mut arrays = vec!["int4[]"];
+    let mut aliases: Vec<&str> = table.param.then_some("param").into_iter().collect();
+    let mut arrays: Vec<&str> = table.param.then_some("int4[]").into_iter().collect();
     match keys {
         Keys::Cur => {}
         Keys::Bound => aliases.insert(0, "res_key"),
@@ -198,16 +222,26 @@ fn insert_cte(table: &Table, keys: Keys, next: &mut usize) -> String {
             format!("${}::{array}", *next - 1)
         })
         .collect();
-    let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
-    let values: Vec<&str> = table.columns.iter().map(|c| c.insert).collect();
+    let names: Vec<&str> = table
+        .param
+        .then_some("param")
+        .into_iter()
+        .chain(table.columns.iter().map(|c| c.name))
+        .collect();
+    let values: Vec<&str> = table
+        .param
+        .then_some("t.param")
+        .into_iter()
+        .chain(table.columns.iter().map(|c| c.insert))
+        .collect();
     let (key, from, join) = match keys {
         Keys::Cur => ("cur.key", "cur, ", ""),
         Keys::Bound => ("t.res_key", "", ""),
         Keys::Placed => ("placed.key", "placed join ", " using (pos)"),
     };
     format!(
-        ", {name}_new as (insert into {name} (res_key, param, {names}) \
-         select {key}, t.param, {values} from {from}unnest({unnest}) as t({aliases}){join})",
+        ", {name}_new as (insert into {name} (res_key, {names}) \
+         select {key}, {values} from {from}unnest({unnest}) as t({aliases}){join})",
         name = table.name,
         names = names.join(", "),
         values = values.join(", "),
@@ -318,6 +352,14 @@ struct CompositeRows {
     components: Vec<Value>,
 }
 
+/// Rows of the reference record: no parameter.
+#[derive(Debug, Default)]
+struct RecordRows<'v> {
+    keys: Vec<i64>,
+    target_type: Vec<&'v str>,
+    target_id: Vec<&'v str>,
+}
+
 /// The index rows of one or more resources, one set of columns per table, borrowing the
 /// text of the index values.
 #[derive(Debug, Default)]
@@ -331,6 +373,7 @@ pub(crate) struct IndexRows<'v> {
     number: ValueRows<'v>,
     uri: ValueRows<'v>,
     composite: CompositeRows,
+    record: RecordRows<'v>,
 }
 
 impl<'v> IndexRows<'v> {
@@ -376,6 +419,16 @@ impl<'v> IndexRows<'v> {
         }
     }
 
+    /// Adds the reference record rows of `references`, the local references of resource
+    /// `key` (as in [`IndexRows::push`]).
+    pub(crate) fn push_references(&mut self, key: i64, references: &'v [LocalReference]) {
+        for reference in references {
+            self.record.keys.push(key);
+            self.record.target_type.push(reference.target_type.as_str());
+            self.record.target_id.push(reference.target_id.as_str());
+        }
+    }
+
     fn push_string(&mut self, key: i64, param: i32, value: &'v StringValue) {
         self.string.ids.push(key, param);
         self.string.normalized.push(&value.normalized);
@@ -414,22 +467,24 @@ impl<'v> IndexRows<'v> {
 
     /// The tables these rows go to.
     pub(crate) fn tables(&self) -> TableSet {
-        let filled = [
-            &self.string.ids,
-            &self.token.ids,
-            &self.token_type.ids,
-            &self.date.ids,
-            &self.reference.ids,
-            &self.quantity.ids,
-            &self.number.ids,
-            &self.uri.ids,
-            &self.composite.ids,
+        // In the order of `TABLES`.
+        let filled: [bool; TABLES.len()] = [
+            !self.string.ids.is_empty(),
+            !self.token.ids.is_empty(),
+            !self.token_type.ids.is_empty(),
+            !self.date.ids.is_empty(),
+            !self.reference.ids.is_empty(),
+            !self.quantity.ids.is_empty(),
+            !self.number.ids.is_empty(),
+            !self.uri.ids.is_empty(),
+            !self.composite.ids.is_empty(),
+            !self.record.keys.is_empty(),
         ];
         TableSet(
             filled
                 .iter()
                 .enumerate()
-                .filter(|(_, ids)| !ids.is_empty())
+                .filter(|(_, filled)| **filled)
                 .fold(0, |set, (i, _)| set | 1 << i),
         )
     }
@@ -450,6 +505,7 @@ impl<'v> IndexRows<'v> {
             number,
             uri,
             composite,
+            record,
         } = self;
         let mut query = query;
         if !string.ids.is_empty() {
@@ -506,6 +562,12 @@ impl<'v> IndexRows<'v> {
         }
         if !composite.ids.is_empty() {
             query = composite.ids.bind(query, keys).bind(composite.components);
+        }
+        if !record.keys.is_empty() {
+            if keys != Keys::Cur {
+                query = query.bind(record.keys);
+            }
+            query = query.bind(record.target_type).bind(record.target_id);
         }
         query
     }
@@ -597,7 +659,10 @@ mod tests {
     fn placeholders_follow_the_bound_arrays() {
         let (cur, next) = insert_ctes(Keys::Cur, 10, TableSet::ALL);
         // param + value columns per table
-        let per_table: usize = TABLES.iter().map(|t| 1 + t.columns.len()).sum();
+        let per_table: usize = TABLES
+            .iter()
+            .map(|t| usize::from(t.param) + t.columns.len())
+            .sum();
         assert_eq!(next, 10 + per_table);
         assert!(cur.contains("from cur, unnest($10::int4[], $11::text[], $12::text[])"));
         let (bound, next) = insert_ctes(Keys::Bound, 2, TableSet::ALL);
@@ -609,6 +674,11 @@ mod tests {
             "select placed.key, t.param, t.normalized, t.exact from placed join \
              unnest($2::int8[], $3::int4[], $4::text[], $5::text[]) \
              as t(pos, param, normalized, exact) using (pos))"
+        ));
+        assert!(placed.contains(
+            "resource_references_new as (insert into resource_references \
+             (res_key, target_type, target_id) select placed.key, t.target_type, t.target_id \
+             from placed join unnest("
         ));
     }
 
