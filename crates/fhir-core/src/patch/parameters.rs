@@ -68,6 +68,21 @@ const PARAMETERS_ELEMENTS: [&str; 6] = [
     "parameter",
 ];
 
+/// A `part` at `at`: its object and its name.
+fn named_part<'v>(
+    part: &'v Value,
+    at: &str,
+) -> Result<(&'v Map<String, Value>, &'v str), PatchError> {
+    let object = part
+        .as_object()
+        .ok_or_else(|| invalid(at, "a part must be an object"))?;
+    let name = object
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(at, "a part needs a name"))?;
+    Ok((object, name))
+}
+
 fn invalid(at: impl Into<String>, message: impl Into<String>) -> PatchError {
     PatchError::Invalid {
         at: Some(at.into()),
@@ -194,13 +209,7 @@ impl<'p> Parts<'p> {
         let mut found: [Option<Part<'p>>; PARTS.len()] = Default::default();
         for (n, part) in list.iter().enumerate() {
             let at = format!("{at}.part[{n}]");
-            let object = part
-                .as_object()
-                .ok_or_else(|| invalid(&at, "a part must be an object"))?;
-            let name = object
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid(&at, "a part needs a name"))?;
+            let (object, name) = named_part(part, &at)?;
             let slot = PARTS
                 .iter()
                 .position(|p| *p == name)
@@ -306,13 +315,7 @@ fn value(part: &Map<String, Value>, at: &str) -> Result<Content, PatchError> {
             let mut children = Vec::with_capacity(list.len());
             for (n, child) in list.iter().enumerate() {
                 let at = format!("{at}.part[{n}]");
-                let object = child
-                    .as_object()
-                    .ok_or_else(|| invalid(&at, "a part must be an object"))?;
-                let name = object
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| invalid(&at, "a part needs a name"))?;
+                let (object, name) = named_part(child, &at)?;
                 children.push((name.to_owned(), value(object, &at)?));
             }
             Ok(Content::Parts(children))
