@@ -263,6 +263,25 @@ static DELETE_INDEX: LazyLock<String> = LazyLock::new(|| {
     format!("with {} select 1", deletes.trim_start_matches(", "))
 });
 
+/// Runs a write `attempt` until it gives its result: again when it gives `None` (an
+/// update-as-create lost the insert race to a concurrent one of the same new id: the next
+/// attempt finds that row and updates it), and up to [`DEADLOCK_RETRIES`] more times when
+/// PostgreSQL failed it to break a deadlock.
+async fn retrying<T, F>(mut attempt: impl FnMut() -> F) -> Result<T, StoreError>
+where
+    F: Future<Output = Result<Option<T>, StoreError>>,
+{
+    let mut deadlocks = 0;
+    loop {
+        match attempt().await {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => {}
+            Err(error) if is_deadlock(&error) && deadlocks < DEADLOCK_RETRIES => deadlocks += 1,
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 const UNIQUE_VIOLATION: &str = "23505";
 
 fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
@@ -503,34 +522,23 @@ impl Store {
     ) -> Result<Stored, StoreError> {
         // The parameter ids are read before any row lock is taken (once per store).
         self.param_ids().await?;
-        let mut deadlocks = 0;
-        loop {
-            let attempt = async {
-                let mut conn = self.conn().await?;
-                let mut tx = conn.begin().await?;
-                let at = write_clock(&mut tx).await?;
-                let Some((stored, references)) = self
-                    .update_in(&mut tx, rtype, id, resource.clone(), if_match, claims, at)
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                self.check_written(&mut tx, &references).await?;
-                tx.commit().await?;
-                conn.done();
-                Ok::<_, StoreError>(Some(stored))
+        let resource = &resource;
+        retrying(|| async move {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await?;
+            let at = write_clock(&mut tx).await?;
+            let Some((stored, references)) = self
+                .update_in(&mut tx, rtype, id, resource.clone(), if_match, claims, at)
+                .await?
+            else {
+                return Ok(None);
             };
-            match attempt.await {
-                Ok(Some(stored)) => return Ok(stored),
-                // A concurrent update-as-create of the same new id won the insert race: the
-                // next attempt finds its row and updates it.
-                Ok(None) => {}
-                Err(error) if is_deadlock(&error) && deadlocks < DEADLOCK_RETRIES => {
-                    deadlocks += 1;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+            self.check_written(&mut tx, &references).await?;
+            tx.commit().await?;
+            conn.done();
+            Ok(Some(stored))
+        })
+        .await
     }
 
     /// Conditional update (`PUT [type]?search`, http://hl7.org/fhir/R4/http.html#cond-update):
@@ -547,45 +555,36 @@ impl Store {
         claims: &[Claim],
     ) -> Result<Stored, StoreError> {
         self.param_ids().await?;
-        let mut deadlocks = 0;
-        loop {
-            let attempt = async {
-                let mut conn = self.conn().await?;
-                let mut tx = conn.begin().await?;
-                let at = write_clock(&mut tx).await?;
-                lock_condition(&mut tx, rtype, condition).await?;
-                let matches = self.matching(&mut tx, condition.query, 2).await?;
-                let id = match (matches.as_slice(), &body_id) {
-                    ([], Some(id)) => id.clone(),
-                    ([], None) => Id::generate(),
-                    ([found], Some(id)) if found != id.as_str() => {
-                        return Err(StoreError::ConditionalIdMismatch);
-                    }
-                    ([found], _) => found
-                        .parse()
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                    _ => return Err(StoreError::MultipleMatches),
-                };
-                let Some((stored, references)) = self
-                    .update_in(&mut tx, rtype, &id, resource.clone(), if_match, claims, at)
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                self.check_written(&mut tx, &references).await?;
-                tx.commit().await?;
-                conn.done();
-                Ok::<_, StoreError>(Some(stored))
-            };
-            match attempt.await {
-                Ok(Some(stored)) => return Ok(stored),
-                Ok(None) => {}
-                Err(error) if is_deadlock(&error) && deadlocks < DEADLOCK_RETRIES => {
-                    deadlocks += 1;
+        let (resource, body_id) = (&resource, &body_id);
+        retrying(|| async move {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await?;
+            let at = write_clock(&mut tx).await?;
+            lock_condition(&mut tx, rtype, condition).await?;
+            let matches = self.matching(&mut tx, condition.query, 2).await?;
+            let id = match (matches.as_slice(), body_id) {
+                ([], Some(id)) => id.clone(),
+                ([], None) => Id::generate(),
+                ([found], Some(id)) if found != id.as_str() => {
+                    return Err(StoreError::ConditionalIdMismatch);
                 }
-                Err(error) => return Err(error),
-            }
-        }
+                ([found], _) => found
+                    .parse()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                _ => return Err(StoreError::MultipleMatches),
+            };
+            let Some((stored, references)) = self
+                .update_in(&mut tx, rtype, &id, resource.clone(), if_match, claims, at)
+                .await?
+            else {
+                return Ok(None);
+            };
+            self.check_written(&mut tx, &references).await?;
+            tx.commit().await?;
+            conn.done();
+            Ok(Some(stored))
+        })
+        .await
     }
 
     /// The update of [`Store::update`] in `tx`, with the local references of the version
