@@ -10,3 +10,4 @@ pub mod load;
 pub mod measure;
 pub mod queries;
 pub mod report;
+pub mod write_cost;

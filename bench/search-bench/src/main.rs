@@ -21,6 +21,10 @@
 //! search-bench ingest BASE_URL FROM COUNT CLIENTS
 //!                                           POST those Bundles to BASE_URL, CLIENTS at a
 //!                                           time, and check every answer
+//! search-bench write-cost DATABASE_URL PATIENT_JSON
+//!                                           creates through the store with and without
+//!                                           the search index, on an empty database
+//!                                           (bench/write-cost)
 //! ```
 //!
 //! Settings (environment): `BENCH_SEED` (the generator's seed), `BENCH_CONCURRENCY`
@@ -28,7 +32,8 @@
 //! `BENCH_QUERY_WARMUP` (untimed runs before them, 10), `BENCH_QUERY_SECONDS` (a search
 //! stops after this long, with at least 5 runs; 30), `BENCH_EXPLAIN_RUNS` (runs of each
 //! search in the auto_explain pass, 10), `BENCH_BUNDLE_SIZE` (entries per transaction
-//! Bundle, 100).
+//! Bundle, 100), `BENCH_ROUNDS` and `BENCH_WRITE_SECONDS` (write-cost rounds, 3, and seconds
+//! per side of a round, 10).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -49,7 +54,8 @@ const USAGE: &str = "usage: search-bench generate FROM TO
        search-bench explain-extract LOG DB TXT
        search-bench report RUN_DIR
        search-bench bundles FROM COUNT
-       search-bench ingest BASE_URL FROM COUNT CLIENTS";
+       search-bench ingest BASE_URL FROM COUNT CLIENTS
+       search-bench write-cost DATABASE_URL PATIENT_JSON";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -146,6 +152,13 @@ async fn main() -> anyhow::Result<()> {
             line["next_patient"] = next.into();
             println!("{line}");
             Ok(())
+        }
+        ["write-cost", database_url, patient] => {
+            let text = std::fs::read_to_string(patient).with_context(|| patient.to_string())?;
+            let document = serde_json::from_str(&text).with_context(|| patient.to_string())?;
+            let rounds = setting("BENCH_ROUNDS", 3)?;
+            let seconds = setting("BENCH_WRITE_SECONDS", 10)?;
+            search_bench::write_cost::run(database_url, &document, rounds, seconds).await
         }
         ["report", dir] => {
             print!("{}", report::report(Path::new(dir))?);

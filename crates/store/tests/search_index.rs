@@ -6,7 +6,6 @@ mod support;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use fhir_core::search::Registry;
 use fhir_core::{Id, ResourceType, VersionId};
@@ -649,67 +648,4 @@ async fn parameter_ids_are_stable(pool: PgPool) {
     );
     assert!(!first.iter().any(|(_, _, c)| c == "_lastUpdated"));
     assert_eq!(ids(pool).await, first);
-}
-
-/// Creates `document` from `clients` concurrent loops for `duration`; returns how many.
-async fn creates(store: &Store, document: &Value, clients: usize, duration: Duration) -> u64 {
-    let deadline = Instant::now() + duration;
-    let loops = (0..clients).map(|_| async move {
-        let mut n = 0;
-        while Instant::now() < deadline {
-            let created = store
-                .create(ResourceType::Patient, document.clone(), &[], None)
-                .await;
-            assert!(created.is_ok(), "{created:?}");
-            n += 1;
-        }
-        n
-    });
-    futures::future::join_all(loops).await.into_iter().sum()
-}
-
-/// What indexing costs a create: `bench/patient.json` created by 8 concurrent clients,
-/// with the built-in definitions and with none, in alternating rounds. A measurement,
-/// not a check:
-/// `cargo test --release -p store --test search_index -- --ignored --nocapture`.
-#[sqlx::test(migrator = "store::MIGRATOR")]
-#[ignore = "a measurement; run it on a quiet machine"]
-async fn create_throughput_with_and_without_the_index(pool: PgPool) {
-    let document = parse(include_str!("../../../bench/patient.json"));
-    let Ok(registry) = Registry::builtin() else {
-        panic!("the built-in definitions load")
-    };
-    let started = Instant::now();
-    let runs = 2_000;
-    let mut entries = 0;
-    for _ in 0..runs {
-        entries = registry.index(&document, Default::default()).entries.len();
-    }
-    println!(
-        "extraction: {entries} values, {:.1} µs per resource",
-        started.elapsed().as_secs_f64() * 1e6 / f64::from(runs)
-    );
-
-    let none = Box::leak(Box::new(
-        Registry::from_definitions(&[]).unwrap_or_else(|e| panic!("{e}")),
-    ));
-    let indexed = unchecked(&pool);
-    let bare = unchecked(&pool).with_registry(none);
-    let duration = Duration::from_secs(10);
-    creates(&indexed, &document, 8, Duration::from_secs(2)).await;
-    creates(&bare, &document, 8, Duration::from_secs(2)).await;
-    let mut ratios = Vec::new();
-    for round in 1..=3 {
-        sqlx::query("checkpoint").execute(&pool).await.ok();
-        let with = creates(&indexed, &document, 8, duration).await as f64 / 10.0;
-        sqlx::query("checkpoint").execute(&pool).await.ok();
-        let without = creates(&bare, &document, 8, duration).await as f64 / 10.0;
-        println!(
-            "round {round}: with the index {with:.0}/s, without {without:.0}/s, ratio {:.2}",
-            with / without
-        );
-        ratios.push(with / without);
-    }
-    ratios.sort_by(f64::total_cmp);
-    println!("median ratio {:.2}", ratios[1]);
 }
