@@ -10,6 +10,7 @@ use store::{MIGRATOR, Store};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's `arena_eager_commit` (the option's index in mimalloc's `mi_option_e`).
+#[cfg(target_os = "linux")]
 const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
 /// Off: by default mimalloc commits its arena up front on Linux, and the pages it frees then
@@ -18,6 +19,7 @@ const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 /// freed pages go back to the system after the purge delay, and the peak is the working set
 /// (bench/README.md, "Benchmark: export"). `MIMALLOC_ARENA_EAGER_COMMIT` in the environment
 /// still overrides this default.
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 extern "C" fn allocator_defaults() {
     // SAFETY: sets a default in mimalloc's option table; nothing else runs yet.
