@@ -20,6 +20,9 @@ pub struct Config {
     pub database_max_connections: u32,
     /// `FHIR_MAX_BODY_BYTES`: larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// `FHIR_MAX_REQUESTS_IN_FLIGHT`: requests being answered at once; one more is answered
+    /// 503 at once instead of waiting (at least 1).
+    pub max_requests_in_flight: usize,
     /// `FHIR_UNIQUE_PATIENT_EMAIL`: refuse two current Patients with the same email.
     pub unique_patient_email: bool,
     /// `FHIR_VALIDATE_PROFILES`: a write claiming a known profile in `meta.profile` must
@@ -164,6 +167,14 @@ impl Config {
                 &get("FHIR_MAX_BODY_BYTES", "8388608"),
                 "FHIR_MAX_BODY_BYTES",
             )?,
+            max_requests_in_flight: parse::<usize>(
+                &get("FHIR_MAX_REQUESTS_IN_FLIGHT", "1024"),
+                "FHIR_MAX_REQUESTS_IN_FLIGHT",
+            )
+            .and_then(|n| match n {
+                0 => anyhow::bail!("FHIR_MAX_REQUESTS_IN_FLIGHT must be at least 1"),
+                n => Ok(n),
+            })?,
             unique_patient_email: parse(
                 &get("FHIR_UNIQUE_PATIENT_EMAIL", "true"),
                 "FHIR_UNIQUE_PATIENT_EMAIL",
@@ -269,6 +280,7 @@ impl fmt::Debug for Config {
             .field("database_url", &redact(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_requests_in_flight", &self.max_requests_in_flight)
             .field("unique_patient_email", &self.unique_patient_email)
             .field("validate_profiles", &self.validate_profiles)
             .field("referential_integrity", &self.referential_integrity)

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use fhir_core::{Issue, IssueCode};
@@ -35,14 +36,15 @@ use tracing::Level;
 pub use config::Config;
 pub use state::AppState;
 
-use crate::error::outcome_response;
+use crate::error::{ApiError, outcome_response};
 
 /// How long one request may take before it is answered 503.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The application: FHIR routes under the base path, `/health`, and the layers every
 /// request passes (outermost first): request id, trace span, OperationOutcome for bare
-/// errors, panic → 500, timeout, CORS, body limit, authentication.
+/// errors, panic → 500, timeout, CORS, load shedding (503 past `FHIR_MAX_REQUESTS_IN_FLIGHT`),
+/// body limit, authentication.
 ///
 /// The layers form one stack, added to the routes at once: a request clones the stack
 /// once, where a layer added on its own would add a boxed service to clone per request.
@@ -84,6 +86,10 @@ pub fn router(state: AppState) -> Router {
                 .allow_headers(Any)
                 .expose_headers([header::ETAG, header::LOCATION, header::LAST_MODIFIED]),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            shed_load,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -92,6 +98,16 @@ pub fn router(state: AppState) -> Router {
     app.route("/health", get(|| async { "ok" }))
         .layer(layers)
         .with_state(state)
+}
+
+/// Answers 503 at once when `FHIR_MAX_REQUESTS_IN_FLIGHT` requests are being answered:
+/// under a load the database cannot keep up with, a request that would wait for a
+/// connection (up to 10 s, holding its body) is refused instead, and memory stays bounded.
+async fn shed_load(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.in_flight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::Busy.into_response(),
+    }
 }
 
 /// Errors produced below the handlers (timeouts, framework rejections) come without a

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use store::Store;
+use tokio::sync::Semaphore;
 
 use crate::auth::Auth;
 use crate::auth::introspection::Credentials;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub started: chrono::DateTime<chrono::Utc>,
     /// How requests are authenticated.
     pub auth: Auth,
+    /// A permit per request being answered (`FHIR_MAX_REQUESTS_IN_FLIGHT`).
+    pub in_flight: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -66,6 +69,7 @@ impl AppState {
             );
             Auth::Off
         };
+        let config_in_flight = config.max_requests_in_flight;
         Ok(AppState(Arc::new(Shared {
             base: config.base().into(),
             store,
@@ -73,6 +77,7 @@ impl AppState {
             config: Arc::new(config),
             started: chrono::Utc::now(),
             auth,
+            in_flight: Arc::new(Semaphore::new(config_in_flight)),
         })))
     }
 

@@ -1280,3 +1280,48 @@ async fn everything_survives_a_restart() {
     assert_eq!(next.version_id(), Some("3"));
     assert_eq!(server.history("_history").await.len(), 5);
 }
+
+/// With `FHIR_MAX_REQUESTS_IN_FLIGHT=1`, a request that arrives while another is being
+/// answered is refused at once (503 with an OperationOutcome and `Retry-After`); once that
+/// one ends, requests are served again.
+#[tokio::test]
+async fn a_request_past_the_in_flight_limit_is_refused_at_once() {
+    use tokio::io::AsyncWriteExt;
+
+    let server = TestServer::start_with_env(&[("FHIR_MAX_REQUESTS_IN_FLIGHT", "1")]).await;
+    // A create whose body never comes holds the one permit.
+    let url = url::Url::parse(&server.url("Patient")).unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/fhir+json\r\n\
+         Content-Length: 100\r\n\r\n{{",
+        url.path(),
+        server.addr()
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+
+    let refused = until(&server, 503).await;
+    let issue = assert_outcome(&refused, 503);
+    assert_eq!(issue["code"], "throttled", "{}", refused.describe());
+    assert!(
+        refused.header("retry-after").is_some(),
+        "{}",
+        refused.describe()
+    );
+
+    drop(stalled);
+    until(&server, 200).await;
+}
+
+/// `GET metadata` until it answers `status` (within 10 s).
+async fn until(server: &TestServer, status: u16) -> Resp {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = server.get("metadata").await;
+        if resp.status == status || std::time::Instant::now() > deadline {
+            assert_eq!(resp.status, status, "{}", resp.describe());
+            return resp;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
