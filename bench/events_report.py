@@ -6,6 +6,8 @@ import json
 import os
 import sys
 
+from benchlib import write_section
+
 BEGIN = "<!-- events-results:begin (written by bench/events) -->"
 END = "<!-- events-results:end -->"
 RELAY_TARGET = 0.50
@@ -139,19 +141,6 @@ def report(run_dir):
     return "\n".join(out) + "\n"
 
 
-def write_readme(readme, text):
-    with open(readme) as f:
-        content = f.read()
-    block = f"{BEGIN}\n{text}{END}"
-    if BEGIN in content and END in content:
-        start = content.index(BEGIN)
-        end = content.index(END) + len(END)
-        content = content[:start] + block + content[end:]
-    else:
-        content = content.rstrip("\n") + "\n\n" + block + "\n"
-    with open(readme, "w") as f:
-        f.write(content)
-
 
 def main():
     if len(sys.argv) not in (2, 3):
@@ -159,7 +148,7 @@ def main():
     text = report(sys.argv[1])
     sys.stdout.write(text)
     if len(sys.argv) == 3:
-        write_readme(sys.argv[2], text)
+        write_section(sys.argv[2], BEGIN, END, text)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import time
 import urllib.error
 import urllib.request
 
+from benchlib import cpu_ticks, fmt_int, psql, write_section
+
 BEGIN = "<!-- export-results:begin (written by bench/export) -->"
 END = "<!-- export-results:end -->"
 
@@ -43,12 +45,6 @@ def proc_status(pid):
     return out
 
 
-def cpu_ticks(pid):
-    """User and system CPU time of a process so far, in clock ticks."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
-
 
 def request(method, url, headers=None):
     req = urllib.request.Request(url, method=method, headers=headers or {})
@@ -58,12 +54,6 @@ def request(method, url, headers=None):
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
 
-
-def psql(db, sql):
-    return subprocess.run(
-        ["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
 
 
 def export(url, pid, db, export_dir, size, rnd):
@@ -164,9 +154,6 @@ def copy(db, path, size, rnd):
 
 # --- report ------------------------------------------------------------------------------
 
-
-def fmt_int(n):
-    return f"{n:,.0f}"
 
 
 def fmt_mb(kb):
@@ -303,16 +290,7 @@ def report(run_dir, readme=None):
         )
     text = "\n".join(out) + "\n"
     if readme:
-        with open(readme, encoding="utf-8") as f:
-            content = f.read()
-        if BEGIN in content and END in content:
-            head, rest = content.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
-            content = head + BEGIN + "\n" + text + END + tail
-            with open(readme, "w", encoding="utf-8") as f:
-                f.write(content)
-        else:
-            print(f"(no {BEGIN} section in {readme}: not written)", file=sys.stderr)
+        write_section(readme, BEGIN, END, text)
     return text
 
 

@@ -23,6 +23,8 @@ import statistics
 import subprocess
 import sys
 
+from benchlib import write_section
+
 SERVER_READ = "server read"
 SERVER_CREATE = "server create"
 PG_SELECT = "pg select"
@@ -262,16 +264,7 @@ def report(run_dir, readme=None):
 
     text = "\n".join(out) + "\n"
     if readme:
-        with open(readme, encoding="utf-8") as f:
-            doc = f.read()
-        if BEGIN in doc and END in doc:
-            head, rest = doc.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
-            doc = f"{head}{BEGIN}\n{text}{END}{tail}"
-            with open(readme, "w", encoding="utf-8") as f:
-                f.write(doc)
-        else:
-            print(f"{readme}: no results markers, left as it is", file=sys.stderr)
+        write_section(readme, BEGIN, END, text)
     sys.stdout.write(text)
 
 

@@ -22,7 +22,8 @@ import re
 import statistics
 import subprocess
 import sys
-import time
+
+from benchlib import cpu_ticks, fmt_int, psql, write_section
 
 BEGIN = "<!-- transaction-results:begin (written by bench/transaction) -->"
 END = "<!-- transaction-results:end -->"
@@ -32,12 +33,6 @@ TARGET_RATIO = 0.25
 
 TCK = os.sysconf("SC_CLK_TCK")
 
-
-def psql(db, sql):
-    return subprocess.run(
-        ["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
 
 
 def tables(db):
@@ -57,15 +52,6 @@ def tables(db):
         out[name] = int(count)
     return out
 
-
-def cpu_ticks(pid):
-    """User and system CPU time of a process so far, in clock ticks (0, 0 once gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]), int(fields[12])
-    except (FileNotFoundError, ProcessLookupError):
-        return 0, 0
 
 
 def backends(db):
@@ -181,9 +167,6 @@ def measure(db, url, pid, generator, first, bundles, clients, rnd, work_dir, nam
 # --- report ------------------------------------------------------------------------------
 
 
-def fmt_int(n):
-    return f"{n:,.0f}"
-
 
 def report(run_dir, readme=None):
     with open(f"{run_dir}/results.jsonl", encoding="utf-8") as f:
@@ -275,15 +258,7 @@ def report(run_dir, readme=None):
         )
     text = "\n".join(out) + "\n"
     if readme:
-        with open(readme, encoding="utf-8") as f:
-            content = f.read()
-        if BEGIN in content and END in content:
-            head, rest = content.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
-            with open(readme, "w", encoding="utf-8") as f:
-                f.write(head + BEGIN + "\n" + text + END + tail)
-        else:
-            print(f"(no {BEGIN} section in {readme}: not written)", file=sys.stderr)
+        write_section(readme, BEGIN, END, text)
     return text
 
 

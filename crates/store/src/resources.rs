@@ -319,7 +319,7 @@ impl Store {
         let content =
             serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
         let indexed = self.index_values(rtype, &resource).await?;
-        let mut first = First {
+        let first = First {
             rtype,
             id: &id,
             content,
@@ -329,27 +329,9 @@ impl Store {
 
         let Some(condition) = condition else {
             let mut conn = self.conn().await?;
-            let at = self
-                .insert_one(
-                    &mut conn,
-                    None,
-                    Method::Post,
-                    &mut first,
-                    self.integrity.writes,
-                )
-                .await?
-                .ok_or_else(|| {
-                    StoreError::Database(sqlx::Error::Protocol("a fresh UUID collided".into()))
-                })?;
+            let stored = self.insert_created(&mut conn, first).await?;
             conn.done();
-            let content = first.content;
-            return Ok(Created::New(Stored {
-                id,
-                version: VersionId::FIRST,
-                last_updated: at,
-                content,
-                created: true,
-            }));
+            return Ok(Created::New(stored));
         };
 
         let mut conn = self.conn().await?;
@@ -359,28 +341,10 @@ impl Store {
         let matches = self.matching(&mut tx, condition.query, 2).await?;
         match matches.as_slice() {
             [] => {
-                let at = self
-                    .insert_one(
-                        &mut tx,
-                        None,
-                        Method::Post,
-                        &mut first,
-                        self.integrity.writes,
-                    )
-                    .await?
-                    .ok_or_else(|| {
-                        StoreError::Database(sqlx::Error::Protocol("a fresh UUID collided".into()))
-                    })?;
+                let stored = self.insert_created(&mut tx, first).await?;
                 tx.commit().await?;
                 conn.done();
-                let content = first.content;
-                Ok(Created::New(Stored {
-                    id,
-                    version: VersionId::FIRST,
-                    last_updated: at,
-                    content,
-                    created: true,
-                }))
+                Ok(Created::New(stored))
             }
             [existing] => {
                 tx.commit().await?;
@@ -486,6 +450,28 @@ impl Store {
     }
 
     /// [`Store::insert_first`] of one resource.
+    /// Inserts `first`, a resource with a fresh server-assigned id, as its version 1
+    /// (`POST`, its references checked when the store checks writes).
+    async fn insert_created(
+        &self,
+        conn: &mut PgConnection,
+        mut first: First<'_>,
+    ) -> Result<Stored, StoreError> {
+        let at = self
+            .insert_one(conn, None, Method::Post, &mut first, self.integrity.writes)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Database(sqlx::Error::Protocol("a fresh UUID collided".into()))
+            })?;
+        Ok(Stored {
+            id: first.id.clone(),
+            version: VersionId::FIRST,
+            last_updated: at,
+            content: first.content,
+            created: true,
+        })
+    }
+
     async fn insert_one(
         &self,
         conn: &mut PgConnection,
