@@ -270,8 +270,9 @@ def report(run_dir, readme=None):
 
 # The search index tables and their value columns with SQL types, as the migrations have them.
 INDEX_TABLES = {
-    "search_string": [("normalized", "text"), ("exact", "text")],
-    "search_token": [("system", "text"), ("code", "text")],
+    "search_string": [("normalized", "text"), ("exact", "text"), ("part", "int2"),
+                      ("sound", "text")],
+    "search_token": [("system", "text"), ("code", "text"), ("part", "int2")],
     "search_token_type": [("type_system", "text"), ("type_code", "text"), ("value", "text")],
     "search_date": [("low", "timestamptz"), ("high", "timestamptz")],
     "search_reference": [("target_type", "text"), ("target_id", "text"),

@@ -533,6 +533,12 @@ fn patient_cases() -> Vec<Case> {
             Where(|p| starts(&strs(p, "address.postalCode"), "3999")),
         ),
         ("Patient?address-state=bay", Ids(&["s-zoe"])),
+        // A part's parameter sees only its part of the address (stored once, with `address`).
+        ("Patient?address-state=münchen", Ids(&[])),
+        (
+            "Patient?address-state:missing=true",
+            Where(|p| strs(p, "address.state").is_empty()),
+        ),
         (
             "Patient?address-state=vic",
             Where(|p| starts(&strs(p, "address.state"), "vic")),
@@ -683,6 +689,14 @@ fn patient_cases() -> Vec<Case> {
         ),
         ("Patient?phone=+34 600 000 001", Ids(&["s-jose"])),
         ("Patient?phone=jose.garcia@example.test", Ids(&[])),
+        (
+            "Patient?phone:not=(03) 5555 6473",
+            Where(|p| {
+                !contact_values(p, "telecom", Some("phone"))
+                    .iter()
+                    .any(|v| v == "(03) 5555 6473")
+            }),
+        ),
         ("Patient?telecom=+34 600 000 001", Ids(&["s-jose"])),
         ("Patient?telecom=zoe.muller@example.test", Ids(&["s-zoe"])),
         (

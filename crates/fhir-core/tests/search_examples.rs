@@ -88,13 +88,19 @@ fn render(value: &IndexValue) -> String {
     }
 }
 
+/// The values of parameter `code` of the indexed resource's type: its own, or (for a
+/// built-in parameter) those kept for it in another's.
 fn values(index: &ResourceIndex<'_>, code: &str) -> Vec<String> {
-    index
-        .entries
-        .iter()
-        .filter(|e| e.code() == code)
-        .map(|e| render(&e.value))
-        .collect()
+    let own = index.entries.iter().find(|e| e.code() == code);
+    let param = own.map(|e| e.param).or_else(|| {
+        index
+            .entries
+            .iter()
+            .find_map(|e| registry().get(e.param.base(), code))
+    });
+    param
+        .map(|param| index.values_of(param).iter().map(render).collect())
+        .unwrap_or_default()
 }
 
 fn describe_issues(index: &ResourceIndex<'_>) -> Vec<String> {

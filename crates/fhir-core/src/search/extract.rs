@@ -7,10 +7,10 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::normalize::{normalize, phonetic};
-use super::registry::{Registry, SearchParamType, SearchParameter};
+use super::registry::{Keeping, Registry, SearchParamType, SearchParameter};
 use super::value::{
-    DateRange, Decimal, IdentifierValue, IndexEntry, IndexValue, QuantityValue, ReferenceValue,
-    StringValue, TokenValue,
+    DateRange, Decimal, IdentifierValue, IndexEntry, IndexValue, Part, QuantityValue,
+    ReferenceValue, StringValue, TokenValue,
 };
 use crate::fhirpath::{EvalError, Item, Node};
 use crate::reference::{ReferenceTarget, parse_reference};
@@ -28,6 +28,50 @@ pub struct ResourceIndex<'r> {
     pub entries: Vec<IndexEntry<'r>>,
     /// The values that could not be indexed; the rest of the resource still is.
     pub issues: Vec<IndexIssue<'r>>,
+}
+
+impl ResourceIndex<'_> {
+    /// The values of `param` (a parameter of the resource's type) as a parameter with rows of
+    /// its own would have them, each once: its entries, or those kept for it in another
+    /// parameter's ([`SearchParameter::kept_in`]): of its part, or the phonetic codes (as
+    /// `normalized`).
+    pub fn values_of(&self, param: &SearchParameter) -> Vec<IndexValue> {
+        let is = |entry: &IndexEntry<'_>, code: &str| {
+            entry.param.code() == code && entry.param.base() == param.base()
+        };
+        // A value is the same value whatever phonetic code it carries for another parameter.
+        let plain = |value: &IndexValue| match value {
+            IndexValue::String(value) => IndexValue::String(StringValue {
+                sound: None,
+                ..value.clone()
+            }),
+            value => value.clone(),
+        };
+        let mut out: Vec<IndexValue> = Vec::new();
+        for entry in &self.entries {
+            let value = match (param.kept_in(), &entry.value) {
+                (None, value) if is(entry, param.code()) => plain(value),
+                (Some((owner, Keeping::Part(part))), value)
+                    if is(entry, owner) && entry.part == part =>
+                {
+                    plain(value)
+                }
+                (Some((owner, Keeping::Sound)), IndexValue::String(value)) if is(entry, owner) => {
+                    let Some(sound) = &value.sound else { continue };
+                    IndexValue::String(StringValue {
+                        normalized: sound.clone(),
+                        exact: value.exact.clone(),
+                        sound: None,
+                    })
+                }
+                _ => continue,
+            };
+            if !out.contains(&value) {
+                out.push(value);
+            }
+        }
+        out
+    }
 }
 
 /// A value a parameter selected but could not index. It never quotes the value.
@@ -69,7 +113,8 @@ impl Registry {
     }
 
     /// The index values of `resource` for the parameters of its type named in `codes` (a
-    /// check that needs a few, such as the references that put it in a compartment).
+    /// check that needs a few, such as the references that put it in a compartment). A
+    /// parameter kept in another's values ([`SearchParameter::kept_in`]) has none of its own.
     pub fn index_codes<'r>(
         &'r self,
         resource: &Value,
@@ -89,15 +134,21 @@ impl Registry {
         let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
             return index;
         };
-        for param in self.for_type(resource_type).filter(|p| wanted(p)) {
+        let own = |p: &&SearchParameter| p.kept_in().is_none() && wanted(p);
+        for param in self.for_type(resource_type).filter(own) {
             let mut out = Values::new(options, param.implied_system());
+            out.sounds = param.sounds();
             self.index_param(param, resource, &mut out);
             let Values {
                 values, problems, ..
             } = out;
             index
                 .entries
-                .extend(values.into_iter().map(|value| IndexEntry { param, value }));
+                .extend(
+                    values
+                        .into_iter()
+                        .map(|(value, part)| IndexEntry { param, value, part }),
+                );
             index.issues.extend(
                 problems
                     .into_iter()
@@ -161,7 +212,7 @@ impl Registry {
             combinations = combinations
                 .into_iter()
                 .flat_map(|prefix| {
-                    values.values.iter().map(move |value| {
+                    values.values.iter().map(move |(value, _)| {
                         let mut combination = prefix.clone();
                         combination.push(value.clone());
                         combination
@@ -176,13 +227,15 @@ impl Registry {
     }
 }
 
-/// The values of one parameter, each once, in the order found.
+/// The values of one parameter, each once per part, in the order found.
 struct Values<'o> {
     options: IndexOptions<'o>,
     /// The system of the `code` elements the parameter selects (their required binding's).
     implied_system: Option<&'static str>,
-    values: Vec<IndexValue>,
-    seen: HashSet<IndexValue>,
+    values: Vec<(IndexValue, Part)>,
+    seen: HashSet<(IndexValue, Part)>,
+    /// Whether string values carry their phonetic codes ([`StringValue::sound`]).
+    sounds: bool,
     problems: Vec<IndexProblem>,
 }
 
@@ -193,13 +246,20 @@ impl<'o> Values<'o> {
             implied_system,
             values: Vec::new(),
             seen: HashSet::new(),
+            sounds: false,
             problems: Vec::new(),
         }
     }
 
     fn push(&mut self, value: IndexValue) {
-        if self.seen.insert(value.clone()) {
-            self.values.push(value);
+        self.push_part(value, Part::Whole);
+    }
+
+    fn push_part(&mut self, value: IndexValue, part: Part) {
+        let entry = (value, part);
+        if !self.seen.contains(&entry) {
+            self.seen.insert(entry.clone());
+            self.values.push(entry);
         }
     }
 
@@ -234,13 +294,15 @@ impl<'o> Values<'o> {
     }
 
     fn string(&mut self, item: &Item<'_>, by_sound: bool) -> Result<(), IndexProblem> {
-        let parts: Vec<String> = match (type_of(item), item) {
-            (Some("HumanName"), Item::Node(node)) => strings_at(
+        let parts: Vec<(Part, String)> = match (type_of(item), item) {
+            (Some(t @ "HumanName"), Item::Node(node)) => strings_at(
                 node.value(),
+                t,
                 &["family", "given", "prefix", "suffix", "text"],
             ),
-            (Some("Address"), Item::Node(node)) => strings_at(
+            (Some(t @ "Address"), Item::Node(node)) => strings_at(
                 node.value(),
+                t,
                 &[
                     "line",
                     "city",
@@ -251,19 +313,38 @@ impl<'o> Values<'o> {
                     "text",
                 ],
             ),
-            (Some(t), _) if is_string_like(t) => text_of(item).into_iter().collect(),
+            (Some(t), _) if is_string_like(t) => text_of(item)
+                .map(|text| (Part::Whole, text))
+                .into_iter()
+                .collect(),
             _ => return Err(unindexable(item, SearchParamType::String)),
         };
-        for part in parts {
+        for (part, text) in parts {
             if by_sound {
-                for code in phonetic(&part) {
-                    self.push(IndexValue::String(StringValue {
+                for code in phonetic(&text) {
+                    let value = StringValue {
                         normalized: code,
-                        exact: part.clone(),
-                    }));
+                        exact: text.clone(),
+                        sound: None,
+                    };
+                    self.push_part(IndexValue::String(value), part);
+                }
+            } else if self.sounds {
+                let value = string_value(&text);
+                let codes = phonetic(&text);
+                if codes.is_empty() {
+                    self.push_part(IndexValue::String(value), part);
+                    continue;
+                }
+                for sound in codes {
+                    let value = StringValue {
+                        sound: Some(sound),
+                        ..value.clone()
+                    };
+                    self.push_part(IndexValue::String(value), part);
                 }
             } else {
-                self.push(IndexValue::String(string_value(&part)));
+                self.push_part(IndexValue::String(string_value(&text)), part);
             }
         }
         Ok(())
@@ -311,7 +392,14 @@ impl<'o> Values<'o> {
             }
             Some("ContactPoint") => {
                 if let Some(value) = str_at(json, "value") {
-                    self.code(None, value);
+                    let part = str_at(json, "system")
+                        .and_then(Part::of_contact_system)
+                        .unwrap_or_default();
+                    let value = TokenValue::Code {
+                        system: None,
+                        code: value.to_string(),
+                    };
+                    self.push_part(IndexValue::Token(value), part);
                 }
             }
             Some(t) if is_string_like(t) || is_number(t) => {
@@ -562,6 +650,7 @@ fn string_value(text: &str) -> StringValue {
     StringValue {
         normalized: normalize(text),
         exact: text.to_string(),
+        sound: None,
     }
 }
 
@@ -651,15 +740,20 @@ fn array_at<'a>(json: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
         .flatten()
 }
 
-/// The strings under each of `keys`, whether one string or an array of them.
-fn strings_at(json: &Value, keys: &[&str]) -> Vec<String> {
+/// The strings under each of `keys` of an element of type `type_name`, whether one string
+/// or an array of them, each with the part it is.
+fn strings_at(json: &Value, type_name: &str, keys: &[&str]) -> Vec<(Part, String)> {
     let mut out = Vec::new();
     for key in keys {
+        let part = Part::of_element(type_name, key).unwrap_or_default();
         match json.get(*key) {
-            Some(Value::String(s)) => out.push(s.clone()),
-            Some(Value::Array(items)) => {
-                out.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
-            }
+            Some(Value::String(s)) => out.push((part, s.clone())),
+            Some(Value::Array(items)) => out.extend(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| (part, s.to_string())),
+            ),
             _ => {}
         }
     }

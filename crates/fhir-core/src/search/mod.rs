@@ -22,6 +22,12 @@
 //! | uri | uri, url, canonical, oid, uuid | the text |
 //! | composite | the components' values from the same element | one value per component |
 //!
+//! Each value carries the [`Part`] of the name, address or contact point it came from. A
+//! parameter that selects only a part of another's values (`family` of `name`'s, `phone` of
+//! `telecom`'s), or the same strings by sound (`phonetic` of `name`'s), has no entries of its
+//! own: they are kept in the other's ([`SearchParameter::kept_in`],
+//! [`ResourceIndex::values_of`]), so a resource's names are stored once.
+//!
 //! An Extension selected by an expression (`Patient.extension('url')`) is indexed by its
 //! value. A reference to a contained resource (`#id`) is not a search target and gives no
 //! value. A `code` element is indexed with the system its required binding implies
@@ -47,8 +53,8 @@ mod tests;
 pub use extract::{CURRENCY_SYSTEM, IndexIssue, IndexOptions, IndexProblem, ResourceIndex};
 pub use normalize::normalize;
 pub use query::{Handling, SearchError, SearchOptions, SearchQuery};
-pub use registry::{Component, Registry, RegistryError, SearchParamType, SearchParameter};
+pub use registry::{Component, Keeping, Registry, RegistryError, SearchParamType, SearchParameter};
 pub use value::{
-    DateRange, Decimal, IdentifierValue, IndexEntry, IndexValue, QuantityValue, ReferenceValue,
-    StringValue, TokenValue,
+    DateRange, Decimal, IdentifierValue, IndexEntry, IndexValue, Part, QuantityValue,
+    ReferenceValue, StringValue, TokenValue,
 };

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::elements::{Selection, describe};
 use super::embedded::{BASE, CUSTOM};
+use super::value::Part;
 use crate::fhirpath::{Expression, ParseError};
 
 /// The type of a search parameter (http://hl7.org/fhir/R4/valueset-search-param-type.html).
@@ -84,6 +85,19 @@ pub struct SearchParameter {
     description: Option<String>,
     /// What the expression selects, where the element model tells.
     selection: Selection,
+    /// The parameter of the same base whose values hold this one's, and how.
+    kept_in: Option<(String, Keeping)>,
+    /// Whether a phonetic parameter is kept in this one's values: they carry their codes.
+    sounds: bool,
+}
+
+/// How a parameter's values are kept in another parameter's ([`SearchParameter::kept_in`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keeping {
+    /// As the values of one part: `family` as `name`'s family names.
+    Part(Part),
+    /// As the phonetic codes of the values (`phonetic` of `name`, both `Patient.name`).
+    Sound,
 }
 
 /// A part of a composite parameter: the definition it takes its type from, and an
@@ -185,6 +199,67 @@ impl SearchParameter {
     pub fn is_single_valued(&self) -> bool {
         self.selection.single_valued
     }
+
+    /// Where this parameter's values are kept, when they are another parameter's: that
+    /// parameter's code (of the same base), and how. `family` (`Patient.name.family`) is
+    /// kept in `name` (`Patient.name`) as its [`Part::Family`] values; `phone`
+    /// (`Patient.telecom.where(system='phone')`) in `telecom` as its [`Part::Phone`] values;
+    /// `phonetic` (also `Patient.name`) in `name` as the [`Keeping::Sound`] of its values.
+    /// Such a parameter has no index values of its own, so a resource's name parts are
+    /// stored once, not once per parameter.
+    pub fn kept_in(&self) -> Option<(&str, Keeping)> {
+        self.kept_in
+            .as_ref()
+            .map(|(owner, keeping)| (owner.as_str(), *keeping))
+    }
+
+    /// Whether this parameter's string values carry their phonetic codes
+    /// ([`StringValue::sound`](super::StringValue::sound)), for a phonetic parameter kept in
+    /// them.
+    pub fn sounds(&self) -> bool {
+        self.sounds
+    }
+
+    /// How this parameter's values hold `other`'s: `other` selects one element of the
+    /// HumanNames or Addresses this one selects, or the ContactPoints of one system, or it
+    /// selects the same strings to match them by sound. This parameter is not phonetic.
+    fn keeping(&self, other: &SearchParameter) -> Option<Keeping> {
+        if self.kind != other.kind || self.phonetic || self.expression.is_none() {
+            return None;
+        }
+        if other.phonetic {
+            let same = other.expression.as_ref().map(Expression::as_str)
+                == self.expression.as_ref().map(Expression::as_str);
+            return (same && self.kind == SearchParamType::String).then_some(Keeping::Sound);
+        }
+        self.part_for(other).map(Keeping::Part)
+    }
+
+    /// The part of this parameter's values that are exactly `other`'s (see
+    /// [`SearchParameter::keeping`]).
+    fn part_for(&self, other: &SearchParameter) -> Option<Part> {
+        let rest = other
+            .expression
+            .as_ref()?
+            .as_str()
+            .strip_prefix(self.expression.as_ref()?.as_str())?;
+        let [element_type] = self.element_types()? else {
+            return None;
+        };
+        match self.kind {
+            SearchParamType::String => Part::of_element(element_type, rest.strip_prefix('.')?),
+            SearchParamType::Token if element_type == "ContactPoint" => {
+                // `.where(system = 'phone')`
+                let test = rest.strip_prefix(".where(")?.strip_suffix(')')?;
+                let (element, system) = test.split_once('=')?;
+                let system = system.trim().strip_prefix('\'')?.strip_suffix('\'')?;
+                (element.trim() == "system")
+                    .then(|| Part::of_contact_system(system))
+                    .flatten()
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A definition the registry cannot use. Built-in definitions are checked by the tests, so
@@ -257,6 +332,7 @@ impl Registry {
             }
         }
         registry.check_components()?;
+        registry.share_values();
         for indexes in registry.by_base.values_mut() {
             indexes.sort_by(|a, b| registry.params[*a].code.cmp(&registry.params[*b].code));
         }
@@ -285,6 +361,50 @@ impl Registry {
             .push(self.params.len());
         self.params.push(param);
         Ok(())
+    }
+
+    /// Marks each parameter whose values are kept in another's of the same base
+    /// ([`SearchParameter::kept_in`]). A parameter that keeps others' values is not kept in
+    /// a third one.
+    fn share_values(&mut self) {
+        let kept: Vec<Option<(String, Keeping)>> = self
+            .params
+            .iter()
+            .map(|param| {
+                self.by_base.get(&param.base)?.iter().find_map(|&owner| {
+                    let owner = &self.params[owner];
+                    let keeping = owner.keeping(param)?;
+                    Some((owner.code.clone(), keeping))
+                })
+            })
+            .collect();
+        let owners: Vec<(String, String)> = self
+            .params
+            .iter()
+            .zip(&kept)
+            .filter_map(|(param, kept)| Some((param.base.clone(), kept.as_ref()?.0.clone())))
+            .collect();
+        for (param, kept) in self.params.iter_mut().zip(kept) {
+            let owns = owners
+                .iter()
+                .any(|(base, owner)| *base == param.base && *owner == param.code);
+            if !owns {
+                param.kept_in = kept;
+            }
+        }
+        let sounding: Vec<(String, String)> = self
+            .params
+            .iter()
+            .filter_map(|p| match p.kept_in.as_ref()? {
+                (owner, Keeping::Sound) => Some((p.base.clone(), owner.clone())),
+                _ => None,
+            })
+            .collect();
+        for param in &mut self.params {
+            param.sounds = sounding
+                .iter()
+                .any(|(base, owner)| *base == param.base && *owner == param.code);
+        }
     }
 
     /// Every component must name a loaded, indexable definition.
@@ -443,6 +563,8 @@ fn parse_definition(definition: &Value) -> Result<Vec<SearchParameter>, Registry
             phonetic: definition["xpathUsage"] == "phonetic",
             description: definition["description"].as_str().map(str::to_string),
             selection,
+            kept_in: None,
+            sounds: false,
         });
     }
     Ok(params)

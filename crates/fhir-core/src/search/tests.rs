@@ -70,13 +70,19 @@ fn render(value: &IndexValue) -> String {
 }
 
 /// The rendered values of parameter `code`.
+/// The values of parameter `code` of the indexed resource's type: its own, or (for a
+/// built-in parameter) those kept for it in another's.
 fn values(index: &ResourceIndex<'_>, code: &str) -> Vec<String> {
-    index
-        .entries
-        .iter()
-        .filter(|e| e.code() == code)
-        .map(|e| render(&e.value))
-        .collect()
+    let own = index.entries.iter().find(|e| e.code() == code);
+    let param = own.map(|e| e.param).or_else(|| {
+        index
+            .entries
+            .iter()
+            .find_map(|e| registry().get(e.param.base(), code))
+    });
+    param
+        .map(|param| index.values_of(param).iter().map(render).collect())
+        .unwrap_or_default()
 }
 
 fn no_issues(index: &ResourceIndex<'_>) {
@@ -337,6 +343,60 @@ fn patient() -> Value {
         "managingOrganization": {"reference": "Organization/o1"},
         "link": [{"other": {"reference": "Patient/p0"}, "type": "replaces"}]
     })
+}
+
+#[test]
+fn parts_of_names_addresses_and_contact_points_are_kept_in_the_whole() {
+    let param = |base: &str, code: &str| {
+        registry()
+            .get(base, code)
+            .unwrap_or_else(|| panic!("{base} {code}"))
+    };
+    let kept = |base: &str, code: &str| param(base, code).kept_in();
+    let part = |owner, part| Some((owner, Keeping::Part(part)));
+    for base in ["Patient", "Practitioner"] {
+        assert_eq!(kept(base, "family"), part("name", Part::Family));
+        assert_eq!(kept(base, "given"), part("name", Part::Given));
+        assert_eq!(kept(base, "phone"), part("telecom", Part::Phone));
+        assert_eq!(kept(base, "email"), part("telecom", Part::Email));
+        assert_eq!(kept(base, "address-city"), part("address", Part::City));
+        assert_eq!(
+            kept(base, "address-postalcode"),
+            part("address", Part::PostalCode)
+        );
+        // The same names, matched by sound: their codes are kept with them.
+        assert_eq!(kept(base, "phonetic"), Some(("name", Keeping::Sound)));
+        assert!(param(base, "name").sounds());
+        assert!(!param(base, "address").sounds());
+        // `address-use` is a token of another element.
+        for own in ["name", "telecom", "address", "address-use", "gender"] {
+            assert_eq!(kept(base, own), None, "{base} {own}");
+        }
+    }
+    assert_eq!(
+        kept("Organization", "address-state"),
+        part("address", Part::State)
+    );
+    // Organization's `name` is also its aliases: its phonetic codes are its own.
+    assert_eq!(kept("Organization", "name"), None);
+    assert_eq!(kept("Organization", "phonetic"), None);
+    // A kept parameter has no values of its own; the whole holds them, each with its part.
+    let index = index_of(&patient());
+    assert!(index.entries.iter().all(|e| e.param.kept_in().is_none()));
+    let parts: Vec<(String, Part)> = index
+        .entries
+        .iter()
+        .filter(|e| e.code() == "telecom")
+        .map(|e| (render(&e.value), e.part))
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            ("+34 600 000 000".to_string(), Part::Phone),
+            ("Jose@Example.org".to_string(), Part::Email),
+            ("http://example.org/jose".to_string(), Part::Url)
+        ]
+    );
 }
 
 #[test]

@@ -11,12 +11,85 @@ pub struct IndexEntry<'r> {
     /// The parameter (its base and code identify it within a resource type).
     pub param: &'r SearchParameter,
     pub value: IndexValue,
+    /// The element of a compound value it was taken from.
+    pub part: Part,
 }
 
 impl IndexEntry<'_> {
     /// The parameter's code (`family`, `_tag`): with the resource type, the parameter's key.
     pub fn code(&self) -> &str {
         self.param.code()
+    }
+}
+
+/// The element of a compound value (a HumanName, an Address, a ContactPoint) that an index
+/// value was taken from. It lets one parameter's rows serve the parameters that select one
+/// element of the same values: `family` is the rows of `name` taken from `HumanName.family`,
+/// `phone` the rows of `telecom` whose `ContactPoint.system` is `phone` (see
+/// [`SearchParameter::kept_in`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// The whole value: a primitive, a Coding, an Identifier, a ContactPoint without system.
+    #[default]
+    Whole,
+    Family,
+    Given,
+    Prefix,
+    Suffix,
+    /// `HumanName.text` or `Address.text`.
+    Text,
+    Line,
+    City,
+    District,
+    State,
+    PostalCode,
+    Country,
+    Phone,
+    Fax,
+    Email,
+    Pager,
+    Url,
+    Sms,
+    Other,
+}
+
+impl Part {
+    /// The number the index rows hold.
+    pub fn code(self) -> i16 {
+        self as i16
+    }
+
+    /// The part of a HumanName (`family`) or Address (`city`) element.
+    pub(super) fn of_element(type_name: &str, element: &str) -> Option<Part> {
+        Some(match (type_name, element) {
+            ("HumanName", "family") => Part::Family,
+            ("HumanName", "given") => Part::Given,
+            ("HumanName", "prefix") => Part::Prefix,
+            ("HumanName", "suffix") => Part::Suffix,
+            ("HumanName" | "Address", "text") => Part::Text,
+            ("Address", "line") => Part::Line,
+            ("Address", "city") => Part::City,
+            ("Address", "district") => Part::District,
+            ("Address", "state") => Part::State,
+            ("Address", "postalCode") => Part::PostalCode,
+            ("Address", "country") => Part::Country,
+            _ => return None,
+        })
+    }
+
+    /// The part of a ContactPoint of `system` (`phone`); `None` for a code outside the
+    /// required value set.
+    pub(super) fn of_contact_system(system: &str) -> Option<Part> {
+        Some(match system {
+            "phone" => Part::Phone,
+            "fax" => Part::Fax,
+            "email" => Part::Email,
+            "pager" => Part::Pager,
+            "url" => Part::Url,
+            "sms" => Part::Sms,
+            "other" => Part::Other,
+            _ => return None,
+        })
     }
 }
 
@@ -51,6 +124,10 @@ pub struct StringValue {
     pub normalized: String,
     /// The value as written in the resource.
     pub exact: String,
+    /// The phonetic code of one word of the value, for a phonetic parameter kept in this
+    /// one's values ([`SearchParameter::sounds`]); a value of several words is one value
+    /// per word's code, alike but for this.
+    pub sound: Option<String>,
 }
 
 /// A token value.

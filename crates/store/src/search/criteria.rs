@@ -20,7 +20,7 @@ use fhir_core::search::query::{
     ComponentValue, Condition, DateSearch, NumberSearch, OfTypeSearch, Prefix, QuantitySearch,
     QuantityUnit, ReferenceSearch, StringMatch, Test, TokenSearch, UriMatch,
 };
-use fhir_core::search::{SearchParamType, SearchParameter, normalize};
+use fhir_core::search::{Keeping, SearchParamType, SearchParameter, normalize};
 use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder};
 
@@ -64,9 +64,35 @@ impl<'p> Sql<'p> {
         format!("{prefix}{}", self.aliases)
     }
 
-    /// The id of parameter `param` of `rtype`; -1 (no rows) when it is not indexed.
-    pub(super) fn param_id(&self, rtype: ResourceType, param: &SearchParameter) -> i32 {
-        self.ids.get(rtype, param.code()).unwrap_or(-1)
+    /// The condition on the rows of parameter `param` of `rtype` in the index table aliased
+    /// `x`: `x.param = <id>` (-1, no rows, when it is not indexed); when its values are kept
+    /// in another parameter's ([`SearchParameter::kept_in`]), that one's id and
+    /// `x.part = <part>`, or `x.sound is not null` for its phonetic codes.
+    pub(super) fn param_rows(
+        &self,
+        rtype: ResourceType,
+        param: &SearchParameter,
+        x: &str,
+    ) -> String {
+        let id = |code: &str| self.ids.get(rtype, code).unwrap_or(-1);
+        match param.kept_in() {
+            Some((owner, Keeping::Part(part))) => {
+                format!("{x}.param = {} and {x}.part = {}", id(owner), part.code())
+            }
+            Some((owner, Keeping::Sound)) => {
+                format!("{x}.param = {} and {x}.sound is not null", id(owner))
+            }
+            None => format!("{x}.param = {}", id(param.code())),
+        }
+    }
+}
+
+/// The column of `search_string` that holds the values of string parameter `param`:
+/// `normalized`, or `sound` for a phonetic parameter kept in another's values.
+pub(super) fn string_column(param: &SearchParameter) -> &'static str {
+    match param.kept_in() {
+        Some((_, Keeping::Sound)) => "sound",
+        _ => "normalized",
     }
 }
 
@@ -100,8 +126,8 @@ pub(crate) fn write_criteria(
                 done[j] = true;
             }
         }
-        let id = sql.param_id(rtype, param);
         let x = sql.alias("x");
+        let of = sql.param_rows(rtype, param, &x);
         // A window closed on both sides is computed first, its keys then probed: PostgreSQL
         // cannot estimate a window of one parameter in the range index all date parameters
         // share (open-ended periods of another overlap any window), and would otherwise
@@ -113,7 +139,7 @@ pub(crate) fn write_criteria(
             ("in (select", ")")
         };
         sql.push(format_args!(
-            "{alias}.key {open} {x}.res_key from {} {x} where {x}.param = {id}",
+            "{alias}.key {open} {x}.res_key from {} {x} where {of}",
             table(param.kind())
         ));
         if !date_window(sql, &x, &tests) {
@@ -164,12 +190,12 @@ fn write_condition(sql: &mut Sql<'_>, rtype: ResourceType, alias: &str, conditio
         Condition::Chain { param, targets } => {
             let x = sql.alias("x");
             let t = sql.alias("t");
-            let id = sql.param_id(rtype, param);
+            let of = sql.param_rows(rtype, param, &x);
             sql.push(format_args!(
                 "{alias}.key in (select {x}.res_key from search_reference {x} \
                  join resources {t} on {t}.res_type = left({x}.target_type, 256) \
                  and {t}.id = left({x}.target_id, 256) \
-                 where {x}.param = {id} and {x}.target_id is not null and {x}.url is null \
+                 where {of} and {x}.target_id is not null and {x}.url is null \
                  and not {t}.deleted and ("
             ));
             for (n, target) in targets.iter().enumerate() {
@@ -201,11 +227,11 @@ fn write_condition(sql: &mut Sql<'_>, rtype: ResourceType, alias: &str, conditio
         } => {
             let x = sql.alias("x");
             let s = sql.alias("s");
-            let id = sql.param_id(*source, param);
+            let of = sql.param_rows(*source, param, &x);
             sql.push(format_args!(
                 "{alias}.id in (select left({x}.target_id, 256) from search_reference {x} \
                  join resources {s} on {s}.key = {x}.res_key \
-                 where {x}.param = {id} and {x}.target_id is not null and {x}.url is null \
+                 where {of} and {x}.target_id is not null and {x}.url is null \
                  and left({x}.target_type, 256) = '{rtype}' and "
             ));
             write_condition(sql, *source, &s, condition);
@@ -243,18 +269,18 @@ fn write_test(
         "_lastUpdated" => return last_updated_test(sql, alias, test),
         _ => {}
     }
-    let id = sql.param_id(rtype, param);
     let x = sql.alias("x");
+    let of = sql.param_rows(rtype, param, &x);
     let rows = |sql: &mut Sql<'_>, table: &str, exists: bool| {
         let not = if exists { "" } else { "not " };
         sql.push(format_args!(
-            "{not}exists (select 1 from {table} {x} where {x}.res_key = {alias}.key and {x}.param = {id})"
+            "{not}exists (select 1 from {table} {x} where {x}.res_key = {alias}.key and {of})"
         ));
     };
     // A positive test: the keys of the rows whose values pass.
     let open = |sql: &mut Sql<'_>, table: &str| {
         sql.push(format_args!(
-            "{alias}.key in (select {x}.res_key from {table} {x} where {x}.param = {id} and ("
+            "{alias}.key in (select {x}.res_key from {table} {x} where {of} and ("
         ));
     };
     match test {
@@ -290,6 +316,7 @@ fn write_test(
         }
         Test::Phonetic(values) => {
             // Every code of one value among the resource's codes.
+            let column = string_column(param);
             sql.push("(");
             for (n, codes) in values.iter().enumerate() {
                 if n > 0 {
@@ -300,12 +327,12 @@ fn write_test(
                 codes.dedup();
                 let count = codes.len() as i64;
                 sql.push(format_args!(
-                    "{alias}.key in (select {x}.res_key from search_string {x} where {x}.param = {id} \
-                     and {x}.normalized = any("
+                    "{alias}.key in (select {x}.res_key from search_string {x} where {of} \
+                     and {x}.{column} = any("
                 ));
                 sql.bind(codes);
                 sql.push(format_args!(
-                    ") group by {x}.res_key having count(distinct {x}.normalized) = "
+                    ") group by {x}.res_key having count(distinct {x}.{column}) = "
                 ));
                 sql.bind(count);
                 sql.push(")");
@@ -326,7 +353,7 @@ fn write_test(
         } => {
             sql.push(format_args!(
                 "not exists (select 1 from search_token {x} where {x}.res_key = {alias}.key \
-                 and {x}.param = {id} and ("
+                 and {of} and ("
             ));
             token_values(sql, &x, values);
             sql.push("))");

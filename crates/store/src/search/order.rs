@@ -10,7 +10,7 @@ use fhir_core::ResourceType;
 use fhir_core::search::SearchParamType;
 use fhir_core::search::query::SortKey;
 
-use super::criteria::Sql;
+use super::criteria::{Sql, string_column};
 use super::cursor::Cursor;
 
 /// One sort key as SQL.
@@ -33,29 +33,33 @@ pub(super) fn sort_value(
         "_lastUpdated" => return ("r.last_updated".to_owned(), "timestamptz"),
         _ => {}
     }
-    let id = sql.param_id(rtype, param);
+    let of = sql.param_rows(rtype, param, "x");
     let pick = if key.descending { "max" } else { "min" };
     let (table, column, cast) = match param.kind() {
-        SearchParamType::String => ("search_string", "x.normalized", "text"),
-        SearchParamType::Token => ("search_token", "x.code", "text"),
-        SearchParamType::Date if key.descending => ("search_date", "x.high", "timestamptz"),
-        SearchParamType::Date => ("search_date", "x.low", "timestamptz"),
-        SearchParamType::Number => ("search_number", "x.value", "numeric"),
-        SearchParamType::Quantity => ("search_quantity", "x.value", "numeric"),
+        SearchParamType::String => ("search_string", string_column(param), "text"),
+        SearchParamType::Token => ("search_token", "code", "text"),
+        SearchParamType::Date if key.descending => ("search_date", "high", "timestamptz"),
+        SearchParamType::Date => ("search_date", "low", "timestamptz"),
+        SearchParamType::Number => ("search_number", "value", "numeric"),
+        SearchParamType::Quantity => ("search_quantity", "value", "numeric"),
         SearchParamType::Reference => (
             "search_reference",
             "coalesce(x.target_type || '/' || x.target_id, x.url, x.identifier_value)",
             "text",
         ),
-        SearchParamType::Uri => ("search_uri", "x.uri", "text"),
+        SearchParamType::Uri => ("search_uri", "uri", "text"),
         SearchParamType::Composite | SearchParamType::Special => {
-            ("search_composite", "x.components::text", "text")
+            ("search_composite", "components::text", "text")
         }
     };
+    // A plain column is of the row `x`; the reference's value is an expression over it.
+    let value = if column.contains('(') {
+        column.to_owned()
+    } else {
+        format!("x.{column}")
+    };
     (
-        format!(
-            "(select {pick}({column}) from {table} x where x.res_key = r.key and x.param = {id})"
-        ),
+        format!("(select {pick}({value}) from {table} x where x.res_key = r.key and {of})"),
         cast,
     )
 }

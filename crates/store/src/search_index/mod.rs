@@ -120,7 +120,7 @@ fn push_rows<'v>(
 ) {
     for entry in &values.entries {
         if let Some(param) = params.get(rtype, entry.code()) {
-            rows.push(key, param, &entry.value);
+            rows.push(key, param, entry);
         }
     }
 }

@@ -11,8 +11,9 @@ use crate::StoreError;
 
 /// Bumped when the rows a definition gives change without the definition changing (the
 /// extraction or the tables): every type is then re-indexed at the next start. 2: the
-/// reference record (`resource_references`) is filled by the re-index too.
-const INDEX_FORMAT: u32 = 2;
+/// reference record (`resource_references`) is filled by the re-index too. 3: the parts of
+/// a name, address or contact point are rows of the whole's parameter only, with their part.
+const INDEX_FORMAT: u32 = 3;
 
 /// The ids of the indexed parameters, by resource type and code.
 #[derive(Debug, Clone, Default)]

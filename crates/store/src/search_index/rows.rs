@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, SecondsFormat, Utc};
 use fhir_core::reference::LocalReference;
 use fhir_core::search::{
-    DateRange, IndexValue, QuantityValue, ReferenceValue, StringValue, TokenValue,
+    DateRange, IndexEntry, IndexValue, QuantityValue, ReferenceValue, StringValue, TokenValue,
 };
 use serde_json::{Map, Value};
 use sqlx::Postgres;
@@ -47,6 +47,13 @@ const fn text(name: &'static str, insert: &'static str) -> Column {
     }
 }
 
+/// The part of a compound value a row was taken from (`fhir_core::search::Part`).
+const PART: Column = Column {
+    name: "part",
+    array: "int2[]",
+    insert: "t.part",
+};
+
 /// An index table and its value columns, after `res_key` and (when it has one) `param`.
 struct Table {
     name: &'static str,
@@ -60,12 +67,17 @@ const TABLES: [Table; 10] = [
     Table {
         name: "search_string",
         param: true,
-        columns: &[text("normalized", "t.normalized"), text("exact", "t.exact")],
+        columns: &[
+            text("normalized", "t.normalized"),
+            text("exact", "t.exact"),
+            PART,
+            text("sound", "t.sound"),
+        ],
     },
     Table {
         name: "search_token",
         param: true,
-        columns: &[text("system", "t.system"), text("code", "t.code")],
+        columns: &[text("system", "t.system"), text("code", "t.code"), PART],
     },
     Table {
         name: "search_token_type",
@@ -295,6 +307,8 @@ struct StringRows<'v> {
     ids: Ids,
     normalized: Vec<&'v str>,
     exact: Vec<&'v str>,
+    part: Vec<i16>,
+    sound: Vec<Option<&'v str>>,
 }
 
 #[derive(Debug, Default)]
@@ -302,6 +316,7 @@ struct TokenRows<'v> {
     ids: Ids,
     system: Vec<Option<&'v str>>,
     code: Vec<&'v str>,
+    part: Vec<i16>,
 }
 
 #[derive(Debug, Default)]
@@ -377,19 +392,21 @@ pub(crate) struct IndexRows<'v> {
 }
 
 impl<'v> IndexRows<'v> {
-    /// Adds the row of `value`, of parameter `param` of resource `key` (its position with
-    /// [`Keys::Placed`], unused with [`Keys::Cur`]), to its table.
-    pub(crate) fn push(&mut self, key: i64, param: i32, value: &'v IndexValue) {
-        match value {
+    /// Adds the row of `entry`, a value of parameter `param` of resource `key` (its
+    /// position with [`Keys::Placed`], unused with [`Keys::Cur`]), to its table.
+    pub(crate) fn push(&mut self, key: i64, param: i32, entry: &'v IndexEntry<'_>) {
+        let part = entry.part.code();
+        match &entry.value {
             // The text of a token (`:text`) is matched like a string: it is a string row
             // of the token parameter.
             IndexValue::String(s) | IndexValue::Token(TokenValue::Text(s)) => {
-                self.push_string(key, param, s)
+                self.push_string(key, param, s, part)
             }
             IndexValue::Token(TokenValue::Code { system, code }) => {
                 self.token.ids.push(key, param);
                 self.token.system.push(system.as_deref());
                 self.token.code.push(code);
+                self.token.part.push(part);
             }
             IndexValue::Token(TokenValue::OfType {
                 type_system,
@@ -429,10 +446,12 @@ impl<'v> IndexRows<'v> {
         }
     }
 
-    fn push_string(&mut self, key: i64, param: i32, value: &'v StringValue) {
+    fn push_string(&mut self, key: i64, param: i32, value: &'v StringValue, part: i16) {
         self.string.ids.push(key, param);
         self.string.normalized.push(&value.normalized);
         self.string.exact.push(&value.exact);
+        self.string.part.push(part);
+        self.string.sound.push(value.sound.as_deref());
     }
 
     fn push_date(&mut self, key: i64, param: i32, range: &DateRange) {
@@ -513,14 +532,17 @@ impl<'v> IndexRows<'v> {
                 .ids
                 .bind(query, keys)
                 .bind(string.normalized)
-                .bind(string.exact);
+                .bind(string.exact)
+                .bind(string.part)
+                .bind(string.sound);
         }
         if !token.ids.is_empty() {
             query = token
                 .ids
                 .bind(query, keys)
                 .bind(token.system)
-                .bind(token.code);
+                .bind(token.code)
+                .bind(token.part);
         }
         if !token_type.ids.is_empty() {
             query = token_type
@@ -664,16 +686,20 @@ mod tests {
             .map(|t| usize::from(t.param) + t.columns.len())
             .sum();
         assert_eq!(next, 10 + per_table);
-        assert!(cur.contains("from cur, unnest($10::int4[], $11::text[], $12::text[])"));
+        assert!(cur.contains(
+            "from cur, unnest($10::int4[], $11::text[], $12::text[], $13::int2[], $14::text[])"
+        ));
         let (bound, next) = insert_ctes(Keys::Bound, 2, TableSet::ALL);
         assert_eq!(next, 2 + per_table + TABLES.len());
-        assert!(bound.contains("from unnest($2::int8[], $3::int4[], $4::text[], $5::text[])"));
+        assert!(bound.contains(
+            "from unnest($2::int8[], $3::int4[], $4::text[], $5::text[], $6::int2[], $7::text[])"
+        ));
         let (placed, next) = insert_ctes(Keys::Placed, 2, TableSet::ALL);
         assert_eq!(next, 2 + per_table + TABLES.len());
         assert!(placed.contains(
-            "select placed.key, t.param, t.normalized, t.exact from placed join \
-             unnest($2::int8[], $3::int4[], $4::text[], $5::text[]) \
-             as t(pos, param, normalized, exact) using (pos))"
+            "select placed.key, t.param, t.normalized, t.exact, t.part, t.sound from placed join \
+             unnest($2::int8[], $3::int4[], $4::text[], $5::text[], $6::int2[], $7::text[]) \
+             as t(pos, param, normalized, exact, part, sound) using (pos))"
         ));
         assert!(placed.contains(
             "resource_references_new as (insert into resource_references \
@@ -685,10 +711,15 @@ mod tests {
     #[test]
     fn only_tables_with_rows_are_written() {
         let mut rows = IndexRows::default();
-        let date = IndexValue::Date(DateRange {
-            low: None,
-            high: None,
-        });
+        let registry = fhir_core::search::Registry::builtin().expect("the definitions load");
+        let date = IndexEntry {
+            param: registry.get("Patient", "birthdate").expect("a parameter"),
+            value: IndexValue::Date(DateRange {
+                low: None,
+                high: None,
+            }),
+            part: Default::default(),
+        };
         rows.push(1, 7, &date);
         assert_eq!(rows.tables(), TableSet(1 << 3));
         let (sql, next) = insert_ctes(Keys::Cur, 1, rows.tables());
