@@ -32,8 +32,8 @@
 //! `BENCH_QUERY_WARMUP` (untimed runs before them, 10), `BENCH_QUERY_SECONDS` (a search
 //! stops after this long, with at least 5 runs; 30), `BENCH_EXPLAIN_RUNS` (runs of each
 //! search in the auto_explain pass, 10), `BENCH_BUNDLE_SIZE` (entries per transaction
-//! Bundle, 100), `BENCH_ROUNDS` and `BENCH_WRITE_SECONDS` (write-cost rounds, 3, and seconds
-//! per side of a round, 10).
+//! Bundle, 100), `BENCH_ROUNDS` and `BENCH_WRITE_SECONDS` (write-cost rounds, 12, and seconds
+//! per side of a round, 3).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -156,8 +156,8 @@ async fn main() -> anyhow::Result<()> {
         ["write-cost", database_url, patient] => {
             let text = std::fs::read_to_string(patient).with_context(|| patient.to_string())?;
             let document = serde_json::from_str(&text).with_context(|| patient.to_string())?;
-            let rounds = setting("BENCH_ROUNDS", 3)?;
-            let seconds = setting("BENCH_WRITE_SECONDS", 10)?;
+            let rounds = setting("BENCH_ROUNDS", 12)?;
+            let seconds = setting("BENCH_WRITE_SECONDS", 3)?;
             search_bench::write_cost::run(database_url, &document, rounds, seconds).await
         }
         ["report", dir] => {

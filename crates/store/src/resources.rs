@@ -166,7 +166,8 @@ fn claimed_twice(new: &[First<'_>]) -> Option<(usize, StoreError)> {
 
 /// Inserts version 1 of each resource of the arrays `$3` (types), `$4` (ids) and `$5`
 /// (contents) unless its id exists, with its history row (method `$2`), search index rows
-/// and reference records (from `$12`, by position: [`Keys::Placed`]), claims (`$7`-`$9`, by
+/// and reference records (from `$12`, by position: [`Keys::Placed`]; for one resource,
+/// [`INSERT_ONE`]), claims (`$7`-`$9`, by
 /// position) and `create` event (ids `$6`), in the arrays' order. Their `lastUpdated` is
 /// `$1` (the clock a transaction read under the write barrier) or, when null, the database
 /// clock read under the write barrier (taken here, so that a create is one statement); it is
@@ -174,8 +175,14 @@ fn claimed_twice(new: &[First<'_>]) -> Option<(usize, StoreError)> {
 /// and returned. The resources named by `$10` (types) and `$11` (ids), but those the
 /// statement inserts, must be current (their rows are locked `for share`, see
 /// [`crate::integrity`]): when one is not, nothing is inserted and its position is returned.
-static INSERT_FIRST: Statements = Statements::new(|tables: TableSet| {
-    let (index, _) = insert_ctes(Keys::Placed, 12, tables);
+static INSERT_FIRST: Statements = Statements::new(|tables| insert_first(Keys::Placed, tables));
+
+/// [`INSERT_FIRST`] of one resource: its index rows take its key from `cur` ([`Keys::Cur`]),
+/// without joining each table's rows to the resources by position.
+static INSERT_ONE: Statements = Statements::new(|tables| insert_first(Keys::Cur, tables));
+
+fn insert_first(keys: Keys, tables: TableSet) -> String {
+    let (index, _) = insert_ctes(keys, 12, tables);
     format!(
         "with clock as materialized (
              select coalesce($1::timestamptz, clock_timestamp()) as at
@@ -226,7 +233,7 @@ static INSERT_FIRST: Statements = Statements::new(|tables: TableSet| {
          select (select count(*) from cur), (select count(*) from woken),
                 (select at from clock), (select ord from dangling)"
     )
-});
+}
 
 /// Replaces the current version of resource `$1` by a new one, with its history row,
 /// search index rows (the old ones deleted, the new ones from `$9`) and event.
@@ -411,7 +418,11 @@ impl Store {
                 .iter()
                 .map(|(_, r)| (r.target_type.as_str(), r.target_id.as_str()))
                 .unzip();
-            let query = sqlx::query(INSERT_FIRST.get(rows.tables()))
+            let (statement, keys) = match new.len() {
+                1 => (&INSERT_ONE, Keys::Cur),
+                _ => (&INSERT_FIRST, Keys::Placed),
+            };
+            let query = sqlx::query(statement.get(rows.tables()))
                 .bind(at)
                 .bind(method.as_str())
                 .bind(types)
@@ -423,7 +434,7 @@ impl Store {
                 .bind(values)
                 .bind(target_types)
                 .bind(target_ids);
-            rows.bind(query, Keys::Placed).fetch_one(&mut *conn).await
+            rows.bind(query, keys).fetch_one(&mut *conn).await
         };
         let missing = result.as_ref().ok().and_then(|row| {
             let ord: Option<i64> = row.get(3);
