@@ -30,7 +30,8 @@ pub struct OutboxEvent {
 }
 
 /// Unsent events claimed by one relay: their rows stay locked (other relays skip them)
-/// until the batch is marked sent or dropped, which releases them unsent.
+/// until the batch is marked sent or released unsent. Dropping it releases them too, but
+/// only once its connection is next used: [`OutboxBatch::release`] does it at once.
 #[derive(Debug)]
 pub struct OutboxBatch {
     tx: Transaction<'static, Postgres>,
@@ -53,6 +54,12 @@ impl OutboxBatch {
                 .await?;
         }
         self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls the claim back: the events stay unsent, and the next claim can take them.
+    pub async fn release(self) -> Result<(), StoreError> {
+        self.tx.rollback().await?;
         Ok(())
     }
 }

@@ -262,7 +262,7 @@ async fn concurrent_claims_get_disjoint_batches(pool: PgPool) {
 
     // The first relay succeeds; the second fails and its rows go back unsent.
     first.mark_sent().await.unwrap();
-    drop(second);
+    second.release().await.unwrap();
     let again = store.claim_outbox(100).await.unwrap();
     let c: Vec<i64> = again.events().iter().map(|e| e.id).collect();
     assert_eq!(c, b);
