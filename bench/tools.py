@@ -272,8 +272,8 @@ def report(run_dir, readme=None):
 INDEX_TABLES = {
     "search_string": [("normalized", "text"), ("exact", "text"), ("part", "int2"),
                       ("sound", "text")],
-    "search_token": [("system", "text"), ("code", "text"), ("part", "int2")],
-    "search_token_type": [("type_system", "text"), ("type_code", "text"), ("value", "text")],
+    "search_token": [("system", "text"), ("code", "text"), ("part", "int2"),
+                     ("type_system", "text"), ("type_code", "text")],
     "search_date": [("low", "timestamptz"), ("high", "timestamptz")],
     "search_reference": [("target_type", "text"), ("target_id", "text"),
                          ("target_version", "text"), ("url", "text"),

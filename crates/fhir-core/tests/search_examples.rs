@@ -53,10 +53,15 @@ fn render(value: &IndexValue) -> String {
         },
         IndexValue::Token(TokenValue::Text(s)) => format!("text:{}", s.normalized),
         IndexValue::Token(TokenValue::OfType {
+            system,
             type_system,
             type_code,
             value,
-        }) => format!("of-type:{}|{type_code}|{value}", opt(type_system)),
+        }) => format!(
+            "{}|{value} of-type:{}|{type_code}",
+            opt(system),
+            opt(type_system)
+        ),
         IndexValue::Date(range) => {
             let show = |d: Option<chrono::DateTime<chrono::Utc>>| {
                 d.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
@@ -193,8 +198,7 @@ fn patient_example_values() {
     assert_eq!(
         values(&index, "identifier"),
         [
-            "urn:oid:1.2.36.146.595.217.0.1|12345",
-            "of-type:http://terminology.hl7.org/CodeSystem/v2-0203|MR|12345"
+            "urn:oid:1.2.36.146.595.217.0.1|12345 of-type:http://terminology.hl7.org/CodeSystem/v2-0203|MR"
         ]
     );
     assert_eq!(

@@ -114,8 +114,10 @@ async fn rows(pool: &PgPool) -> Vec<String> {
              select res_key, param, part, 'string' as tab, row(normalized, exact)::text as val from search_string
              union all select res_key, param, {SOUND}, 'string', row(sound, exact)::text from search_string
                  where sound is not null
-             union all select res_key, param, part, 'token', row(system, code)::text from search_token
-             union all select res_key, param, 0, 'token_type', row(type_system, type_code, value)::text from search_token_type
+             union all select res_key, param, part, 'token',
+                 case when type_code is null then row(system, code)::text
+                      else row(system, code, type_system, type_code)::text end
+                 from search_token
              union all select res_key, param, 0, 'date', row(low at time zone 'UTC', high at time zone 'UTC')::text from search_date
              union all select res_key, param, 0, 'reference', row(target_type, target_id, target_version, url,
                                                                identifier_system, identifier_value)::text from search_reference
@@ -195,9 +197,10 @@ async fn a_patient_is_indexed_by_typed_rows(pool: PgPool) {
             "Patient/p1 phonetic string (g620,García)",
             "Patient/p1 address-city string (sevilla,Sevilla)",
             "Patient/p1 address-country string (es,ES)",
-            "Patient/p1 identifier token (urn:oid:1.2.3,MRN-1)",
+            // The identifier's value with its type coding, for `:of-type` too.
+            "Patient/p1 identifier token \
+             (urn:oid:1.2.3,MRN-1,http://terminology.hl7.org/CodeSystem/v2-0203,MR)",
             "Patient/p1 identifier string (\"medical record\",\"Medical record\")",
-            "Patient/p1 identifier token_type (http://terminology.hl7.org/CodeSystem/v2-0203,MR,MRN-1)",
             "Patient/p1 gender token (http://hl7.org/fhir/administrative-gender,male)",
             "Patient/p1 active token (,true)",
             "Patient/p1 deceased token (,false)",

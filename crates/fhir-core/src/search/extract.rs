@@ -374,21 +374,25 @@ impl<'o> Values<'o> {
                 self.text(json.get("text"));
             }
             Some("Identifier") => {
-                let value = str_at(json, "value");
-                if let Some(value) = value {
-                    self.code(str_at(json, "system"), value);
-                }
                 let identifier_type = json.get("type").unwrap_or(&Value::Null);
-                self.text(identifier_type.get("text"));
-                for coding in array_at(identifier_type, "coding") {
-                    if let (Some(type_code), Some(value)) = (str_at(coding, "code"), value) {
+                let types: Vec<(Option<&str>, &str)> = array_at(identifier_type, "coding")
+                    .filter_map(|c| Some((str_at(c, "system"), str_at(c, "code")?)))
+                    .collect();
+                if let Some(value) = str_at(json, "value") {
+                    let system = str_at(json, "system");
+                    if types.is_empty() {
+                        self.code(system, value);
+                    }
+                    for (type_system, type_code) in types {
                         self.push(IndexValue::Token(TokenValue::OfType {
-                            type_system: str_at(coding, "system").map(str::to_string),
+                            system: system.map(str::to_string),
+                            type_system: type_system.map(str::to_string),
                             type_code: type_code.to_string(),
                             value: value.to_string(),
                         }));
                     }
                 }
+                self.text(identifier_type.get("text"));
             }
             Some("ContactPoint") => {
                 if let Some(value) = str_at(json, "value") {

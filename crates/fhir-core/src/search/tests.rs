@@ -26,10 +26,15 @@ fn render(value: &IndexValue) -> String {
         },
         IndexValue::Token(TokenValue::Text(s)) => format!("text:{}", s.normalized),
         IndexValue::Token(TokenValue::OfType {
+            system,
             type_system,
             type_code,
             value,
-        }) => format!("of-type:{}|{type_code}|{value}", opt(type_system)),
+        }) => format!(
+            "{}|{value} of-type:{}|{type_code}",
+            opt(system),
+            opt(type_system)
+        ),
         IndexValue::Date(range) => {
             let show = |d: Option<chrono::DateTime<chrono::Utc>>| {
                 d.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
@@ -460,9 +465,9 @@ fn patient_tokens() {
     assert_eq!(
         values(&index, "identifier"),
         [
-            "urn:oid:1.2.36.146.595.217.0.1|12345",
-            "text:medical record",
-            "of-type:http://terminology.hl7.org/CodeSystem/v2-0203|MR|12345"
+            // One value: the code, with the identifier's type coding for `:of-type`.
+            "urn:oid:1.2.36.146.595.217.0.1|12345 of-type:http://terminology.hl7.org/CodeSystem/v2-0203|MR",
+            "text:medical record"
         ]
     );
     assert_eq!(values(&index, "email"), ["Jose@Example.org"]);

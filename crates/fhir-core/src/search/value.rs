@@ -142,9 +142,12 @@ pub enum TokenValue {
     },
     /// Text that `:text` searches: CodeableConcept.text, Coding.display, Identifier.type.text.
     Text(StringValue),
-    /// An identifier's value with one coding of its type, for `:of-type`
-    /// (`type-system|type-code|value`).
+    /// An identifier's value with one coding of its type: a code (`system|value`, as
+    /// [`TokenValue::Code`]) that `:of-type` also matches (`type-system|type-code|value`). An
+    /// identifier whose type has codings gives one per coding, and no `Code`.
     OfType {
+        /// `Identifier.system`.
+        system: Option<String>,
         /// The system of one `Identifier.type` coding.
         type_system: Option<String>,
         /// The code of that coding (`MR`).

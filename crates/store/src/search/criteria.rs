@@ -359,7 +359,7 @@ fn write_test(
             sql.push("))");
         }
         Test::OfType(values) => {
-            open(sql, "search_token_type");
+            open(sql, "search_token");
             any_of(sql, values, |sql, value| of_type(sql, &x, value));
             sql.push("))");
         }
@@ -595,8 +595,8 @@ fn token(sql: &mut Sql<'_>, code: &str, system: &str, value: &TokenSearch) {
 }
 
 fn of_type(sql: &mut Sql<'_>, x: &str, value: &OfTypeSearch) {
-    text_equals(sql, &format!("{x}.value"), &value.value);
-    sql.push(" and ");
+    text_equals(sql, &format!("{x}.code"), &value.value);
+    sql.push(format_args!(" and {x}.type_code is not null and "));
     text_equals(sql, &format!("{x}.type_code"), &value.type_code);
     if let Some(system) = &value.type_system {
         sql.push(format_args!(" and {x}.type_system = "))

@@ -63,7 +63,7 @@ struct Table {
 }
 
 /// The index tables, in the order [`IndexRows::bind`] binds them.
-const TABLES: [Table; 10] = [
+const TABLES: [Table; 9] = [
     Table {
         name: "search_string",
         param: true,
@@ -77,15 +77,12 @@ const TABLES: [Table; 10] = [
     Table {
         name: "search_token",
         param: true,
-        columns: &[text("system", "t.system"), text("code", "t.code"), PART],
-    },
-    Table {
-        name: "search_token_type",
-        param: true,
         columns: &[
+            text("system", "t.system"),
+            text("code", "t.code"),
+            PART,
             text("type_system", "t.type_system"),
             text("type_code", "t.type_code"),
-            text("value", "t.value"),
         ],
     },
     Table {
@@ -317,14 +314,9 @@ struct TokenRows<'v> {
     system: Vec<Option<&'v str>>,
     code: Vec<&'v str>,
     part: Vec<i16>,
-}
-
-#[derive(Debug, Default)]
-struct TokenTypeRows<'v> {
-    ids: Ids,
+    /// An identifier's type coding, for `:of-type`.
     type_system: Vec<Option<&'v str>>,
-    type_code: Vec<&'v str>,
-    value: Vec<&'v str>,
+    type_code: Vec<Option<&'v str>>,
 }
 
 #[derive(Debug, Default)]
@@ -381,7 +373,6 @@ struct RecordRows<'v> {
 pub(crate) struct IndexRows<'v> {
     string: StringRows<'v>,
     token: TokenRows<'v>,
-    token_type: TokenTypeRows<'v>,
     date: DateRows,
     reference: ReferenceRows<'v>,
     quantity: QuantityRows<'v>,
@@ -403,20 +394,16 @@ impl<'v> IndexRows<'v> {
                 self.push_string(key, param, s, part)
             }
             IndexValue::Token(TokenValue::Code { system, code }) => {
-                self.token.ids.push(key, param);
-                self.token.system.push(system.as_deref());
-                self.token.code.push(code);
-                self.token.part.push(part);
+                self.push_token(key, param, system.as_deref(), code, part, None);
             }
             IndexValue::Token(TokenValue::OfType {
+                system,
                 type_system,
                 type_code,
                 value,
             }) => {
-                self.token_type.ids.push(key, param);
-                self.token_type.type_system.push(type_system.as_deref());
-                self.token_type.type_code.push(type_code);
-                self.token_type.value.push(value);
+                let of_type = Some((type_system.as_deref(), type_code.as_str()));
+                self.push_token(key, param, system.as_deref(), value, part, of_type);
             }
             IndexValue::Date(range) => self.push_date(key, param, range),
             IndexValue::Reference(reference) => self.push_reference(key, param, reference),
@@ -452,6 +439,25 @@ impl<'v> IndexRows<'v> {
         self.string.exact.push(&value.exact);
         self.string.part.push(part);
         self.string.sound.push(value.sound.as_deref());
+    }
+
+    fn push_token(
+        &mut self,
+        key: i64,
+        param: i32,
+        system: Option<&'v str>,
+        code: &'v str,
+        part: i16,
+        of_type: Option<(Option<&'v str>, &'v str)>,
+    ) {
+        let rows = &mut self.token;
+        rows.ids.push(key, param);
+        rows.system.push(system);
+        rows.code.push(code);
+        rows.part.push(part);
+        rows.type_system
+            .push(of_type.and_then(|(system, _)| system));
+        rows.type_code.push(of_type.map(|(_, code)| code));
     }
 
     fn push_date(&mut self, key: i64, param: i32, range: &DateRange) {
@@ -490,7 +496,6 @@ impl<'v> IndexRows<'v> {
         let filled: [bool; TABLES.len()] = [
             !self.string.ids.is_empty(),
             !self.token.ids.is_empty(),
-            !self.token_type.ids.is_empty(),
             !self.date.ids.is_empty(),
             !self.reference.ids.is_empty(),
             !self.quantity.ids.is_empty(),
@@ -517,7 +522,6 @@ impl<'v> IndexRows<'v> {
         let IndexRows {
             string,
             token,
-            token_type,
             date,
             reference,
             quantity,
@@ -542,15 +546,9 @@ impl<'v> IndexRows<'v> {
                 .bind(query, keys)
                 .bind(token.system)
                 .bind(token.code)
-                .bind(token.part);
-        }
-        if !token_type.ids.is_empty() {
-            query = token_type
-                .ids
-                .bind(query, keys)
-                .bind(token_type.type_system)
-                .bind(token_type.type_code)
-                .bind(token_type.value);
+                .bind(token.part)
+                .bind(token.type_system)
+                .bind(token.type_code);
         }
         if !date.ids.is_empty() {
             query = date.ids.bind(query, keys).bind(date.low).bind(date.high);
@@ -626,13 +624,15 @@ fn component_json(value: &IndexValue) -> Value {
         }
         IndexValue::Token(TokenValue::Text(s)) => put("text", text(&s.normalized)),
         IndexValue::Token(TokenValue::OfType {
+            system,
             type_system,
             type_code,
             value,
         }) => {
+            put("system", opt(system));
+            put("code", text(value));
             put("type_system", opt(type_system));
             put("type_code", text(type_code));
-            put("value", text(value));
         }
         IndexValue::Date(range) => {
             put("low", range.low.map(instant));
@@ -721,7 +721,7 @@ mod tests {
             part: Default::default(),
         };
         rows.push(1, 7, &date);
-        assert_eq!(rows.tables(), TableSet(1 << 3));
+        assert_eq!(rows.tables(), TableSet(1 << 2));
         let (sql, next) = insert_ctes(Keys::Cur, 1, rows.tables());
         assert_eq!(next, 4);
         assert!(sql.starts_with(", search_date_new as (insert into search_date"));
