@@ -93,19 +93,10 @@ fn render(value: &IndexValue) -> String {
     }
 }
 
-/// The values of parameter `code` of the indexed resource's type: its own, or (for a
-/// built-in parameter) those kept for it in another's.
+/// The values of parameter `code`, rendered.
 fn values(index: &ResourceIndex<'_>, code: &str) -> Vec<String> {
-    let own = index.entries.iter().find(|e| e.code() == code);
-    let param = own.map(|e| e.param).or_else(|| {
-        index
-            .entries
-            .iter()
-            .find_map(|e| registry().get(e.param.base(), code))
-    });
-    param
-        .map(|param| index.values_of(param).iter().map(render).collect())
-        .unwrap_or_default()
+    let values = index.values_of_code(registry(), code);
+    values.iter().map(render).collect()
 }
 
 fn describe_issues(index: &ResourceIndex<'_>) -> Vec<String> {

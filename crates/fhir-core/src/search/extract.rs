@@ -24,6 +24,8 @@ const MAX_COMPOSITE_VALUES: usize = 256;
 /// The index values of one resource, and what could not be indexed.
 #[derive(Debug, Clone, Default)]
 pub struct ResourceIndex<'r> {
+    /// The type of the indexed resource (empty when it names none).
+    pub resource_type: String,
     /// Each value once per parameter, parameters in registry order.
     pub entries: Vec<IndexEntry<'r>>,
     /// The values that could not be indexed; the rest of the resource still is.
@@ -31,6 +33,17 @@ pub struct ResourceIndex<'r> {
 }
 
 impl ResourceIndex<'_> {
+    /// The values of the parameter `code` of the resource's type, as
+    /// [`ResourceIndex::values_of`] gives them: the parameter of its entries, or else of
+    /// `registry` (the one that indexed it); none for an unknown code.
+    pub fn values_of_code(&self, registry: &Registry, code: &str) -> Vec<IndexValue> {
+        let own = self.entries.iter().find(|e| e.code() == code);
+        own.map(|entry| entry.param)
+            .or_else(|| registry.get(&self.resource_type, code))
+            .map(|param| self.values_of(param))
+            .unwrap_or_default()
+    }
+
     /// The values of `param` (a parameter of the resource's type) as a parameter with rows of
     /// its own would have them, each once: its entries, or those kept for it in another
     /// parameter's ([`SearchParameter::kept_in`]): of its part, or the phonetic codes (as
@@ -134,6 +147,7 @@ impl Registry {
         let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
             return index;
         };
+        index.resource_type = resource_type.to_string();
         let own = |p: &&SearchParameter| p.kept_in().is_none() && wanted(p);
         for param in self.for_type(resource_type).filter(own) {
             let mut out = Values::new(options, param.implied_system());
