@@ -35,7 +35,7 @@ pub(super) fn sort_value(
     }
     let of = sql.param_rows(rtype, param, "x");
     let pick = if key.descending { "max" } else { "min" };
-    let (table, column, cast) = match param.kind() {
+    let (table, value, cast) = match param.kind() {
         SearchParamType::String => ("search_string", string_column(param), "text"),
         SearchParamType::Token => ("search_token", "code", "text"),
         SearchParamType::Date if key.descending => ("search_date", "high", "timestamptz"),
@@ -44,7 +44,7 @@ pub(super) fn sort_value(
         SearchParamType::Quantity => ("search_quantity", "value", "numeric"),
         SearchParamType::Reference => (
             "search_reference",
-            "coalesce(x.target_type || '/' || x.target_id, x.url, x.identifier_value)",
+            "coalesce(target_type || '/' || target_id, url, identifier_value)",
             "text",
         ),
         SearchParamType::Uri => ("search_uri", "uri", "text"),
@@ -52,12 +52,7 @@ pub(super) fn sort_value(
             ("search_composite", "components::text", "text")
         }
     };
-    // A plain column is of the row `x`; the reference's value is an expression over it.
-    let value = if column.contains('(') {
-        column.to_owned()
-    } else {
-        format!("x.{column}")
-    };
+    // The value is over the columns of the one table in the subquery: they need no alias.
     (
         format!("(select {pick}({value}) from {table} x where x.res_key = r.key and {of})"),
         cast,
