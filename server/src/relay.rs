@@ -55,7 +55,6 @@ pub async fn step(store: &Store, publisher: &Publisher, limit: i64) -> Result<us
             let first = batch.events().first().map(|e| e.event_id.to_string());
             tracing::warn!(%error, count, first_event = first.as_deref().unwrap_or(""),
                 "change events not confirmed by the broker; they stay in the outbox");
-            drop(messages);
             if let Err(error) = batch.release().await {
                 // The connection is gone, and the claim with it.
                 tracing::warn!(%error, "could not roll back a relay's claim");

@@ -14,6 +14,10 @@ fn id(s: &str) -> Id {
     s.parse().unwrap_or_else(|_| panic!("{s} is a valid id"))
 }
 
+fn empty_patient() -> Value {
+    json!({"resourceType": "Patient"})
+}
+
 fn account(subject: &str) -> Value {
     json!({"resourceType": "Account", "status": "active", "subject": [{"reference": subject}]})
 }
@@ -76,13 +80,7 @@ async fn a_write_naming_a_missing_resource_writes_nothing(pool: PgPool) {
     );
     assert_eq!(rows(&pool).await, before);
 
-    put(
-        &store,
-        ResourceType::Patient,
-        "p1",
-        json!({"resourceType": "Patient"}),
-    )
-    .await;
+    put(&store, ResourceType::Patient, "p1", empty_patient()).await;
     let created = store
         .create(ResourceType::Account, account("Patient/p1"), &[], None)
         .await;
@@ -99,13 +97,7 @@ async fn a_write_naming_a_missing_resource_writes_nothing(pool: PgPool) {
 async fn the_record_follows_the_current_version(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     for name in ["p1", "p2"] {
-        put(
-            &store,
-            ResourceType::Patient,
-            name,
-            json!({"resourceType": "Patient"}),
-        )
-        .await;
+        put(&store, ResourceType::Patient, name, empty_patient()).await;
     }
     put(&store, ResourceType::Account, "a1", account("Patient/p1")).await;
     put(&store, ResourceType::Account, "a1", account("Patient/p2")).await;
@@ -132,12 +124,6 @@ async fn a_unit_checks_once_all_its_writes_are_done(pool: PgPool) {
     let (patient, acct) = (Id::generate(), Id::generate());
     // The Account is written before the Patient it refers to.
     let mut tx = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    let new = |rtype, id: &Id, resource| NewResource {
-        rtype,
-        id: id.clone(),
-        resource,
-        claims: Vec::new(),
-    };
     let created = tx
         .create_all(vec![new(
             ResourceType::Account,
@@ -147,13 +133,7 @@ async fn a_unit_checks_once_all_its_writes_are_done(pool: PgPool) {
         .await;
     assert!(created.is_ok(), "{created:?}");
     let updated = tx
-        .update(
-            ResourceType::Patient,
-            &patient,
-            json!({"resourceType": "Patient"}),
-            None,
-            &[],
-        )
+        .update(ResourceType::Patient, &patient, empty_patient(), None, &[])
         .await;
     assert!(updated.is_ok(), "{updated:?}");
     assert!(tx.check_integrity().await.is_ok());
@@ -182,16 +162,8 @@ async fn a_unit_checks_once_all_its_writes_are_done(pool: PgPool) {
 
     // A unit that refers to a missing resource does not commit, and names the referrer.
     let before = rows(&pool).await;
-    let mut tx = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
     let other = Id::generate();
-    let created = tx
-        .create_all(vec![new(
-            ResourceType::Account,
-            &other,
-            account("Organization/none"),
-        )])
-        .await;
-    assert!(created.is_ok(), "{created:?}");
+    let mut tx = dangling_unit(&store, &other).await;
     let checked = tx.check_integrity().await;
     assert!(
         matches!(&checked, Err((Some((ResourceType::Account, a)), StoreError::DanglingReference { .. }))
@@ -200,21 +172,37 @@ async fn a_unit_checks_once_all_its_writes_are_done(pool: PgPool) {
     );
     drop(tx);
     // The commit checks too.
-    let mut tx = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    let created = tx
-        .create_all(vec![new(
-            ResourceType::Account,
-            &other,
-            account("Organization/none"),
-        )])
-        .await;
-    assert!(created.is_ok(), "{created:?}");
-    let committed = tx.commit().await;
+    let committed = dangling_unit(&store, &other).await.commit().await;
     assert!(
         matches!(committed, Err(StoreError::DanglingReference { .. })),
         "{committed:?}"
     );
     assert_eq!(rows(&pool).await, before);
+}
+
+/// A resource for `Transaction::create_all`, without claims.
+fn new(rtype: ResourceType, id: &Id, resource: Value) -> NewResource {
+    NewResource {
+        rtype,
+        id: id.clone(),
+        resource,
+        claims: Vec::new(),
+    }
+}
+
+/// A unit that has created Account `id`, which refers to an Organization that does not
+/// exist.
+async fn dangling_unit<'s>(store: &'s Store, id: &Id) -> store::Transaction<'s> {
+    let mut tx = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    let created = tx
+        .create_all(vec![new(
+            ResourceType::Account,
+            id,
+            account("Organization/none"),
+        )])
+        .await;
+    assert!(created.is_ok(), "{created:?}");
+    tx
 }
 
 /// Whether `task` is still running after a while (it waits for a lock).
@@ -226,21 +214,14 @@ async fn still_waiting<T>(task: &tokio::task::JoinHandle<T>) -> bool {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_delete_waits_for_a_write_that_locked_its_target_then_refuses(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
-    put(
-        &store,
-        ResourceType::Patient,
-        "p1",
-        json!({"resourceType": "Patient"}),
-    )
-    .await;
+    put(&store, ResourceType::Patient, "p1", empty_patient()).await;
     let mut tx = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
     let created = tx
-        .create_all(vec![NewResource {
-            rtype: ResourceType::Account,
-            id: id("a1"),
-            resource: account("Patient/p1"),
-            claims: Vec::new(),
-        }])
+        .create_all(vec![new(
+            ResourceType::Account,
+            &id("a1"),
+            account("Patient/p1"),
+        )])
         .await;
     assert!(created.is_ok(), "{created:?}");
     // Locks Patient/p1 for share until the unit ends.
@@ -263,13 +244,7 @@ async fn a_delete_waits_for_a_write_that_locked_its_target_then_refuses(pool: Pg
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_write_waits_for_a_delete_of_its_target_then_refuses(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
-    put(
-        &store,
-        ResourceType::Patient,
-        "p1",
-        json!({"resourceType": "Patient"}),
-    )
-    .await;
+    put(&store, ResourceType::Patient, "p1", empty_patient()).await;
     let before = rows(&pool).await;
     let mut tx = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
     let deleted = tx.delete(ResourceType::Patient, &id("p1"), None).await;
@@ -306,13 +281,7 @@ async fn with_the_checks_off_anything_goes(pool: PgPool) {
         deletes: false,
     });
     put(&store, ResourceType::Account, "a1", account("Patient/p1")).await;
-    put(
-        &store,
-        ResourceType::Patient,
-        "p1",
-        json!({"resourceType": "Patient"}),
-    )
-    .await;
+    put(&store, ResourceType::Patient, "p1", empty_patient()).await;
     // The record is kept all the same, for the day the delete check is on.
     assert_eq!(
         record(&pool, ResourceType::Account, "a1").await,
@@ -328,13 +297,7 @@ async fn updates_of_resources_that_refer_to_each_other_all_succeed(pool: PgPool)
         json!({"resourceType": "Patient", "id": own, "gender": if n.is_multiple_of(2) { "male" } else { "female" },
                "link": [{"other": {"reference": format!("Patient/{other}")}, "type": "seealso"}]})
     };
-    put(
-        &store,
-        ResourceType::Patient,
-        "p1",
-        json!({"resourceType": "Patient"}),
-    )
-    .await;
+    put(&store, ResourceType::Patient, "p1", empty_patient()).await;
     put(&store, ResourceType::Patient, "p2", linked("p2", "p1", 0)).await;
     put(&store, ResourceType::Patient, "p1", linked("p1", "p2", 0)).await;
     // Each update locks its own row, then the other's: run at once, they can deadlock, and

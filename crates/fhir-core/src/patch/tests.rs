@@ -199,17 +199,17 @@ fn add_builds_anonymous_elements_from_parts() {
         {"name": "gender", "valueCode": "female", "_valueCode": {"id": "g"}},
         {"name": "period", "part": [{"name": "start", "valueDateTime": "2012"}]}
     ]});
-    let patched = applied(
-        &json!({"resourceType": "Patient"}),
-        &[operation(
+    let add_contact = |value: Value| {
+        operation(
             "add",
             "Patient",
             &[
                 ("name", json!({"valueString": "contact"})),
                 ("value", value),
             ],
-        )],
-    );
+        )
+    };
+    let patched = applied(&json!({"resourceType": "Patient"}), &[add_contact(value)]);
     assert_eq!(
         patched["contact"],
         json!([{
@@ -221,38 +221,16 @@ fn add_builds_anonymous_elements_from_parts() {
         }])
     );
     let unknown = json!({"part": [{"name": "nickname", "valueString": "x"}]});
-    assert_eq!(
-        failure(
-            &patient(),
-            &[operation(
-                "add",
-                "Patient",
-                &[
-                    ("name", json!({"valueString": "contact"})),
-                    ("value", unknown)
-                ]
-            )]
-        ),
-        Failure::UnknownElement
-    );
     let twice = json!({"part": [
         {"name": "gender", "valueCode": "female"},
         {"name": "gender", "valueCode": "male"}
     ]});
-    assert_eq!(
-        failure(
-            &patient(),
-            &[operation(
-                "add",
-                "Patient",
-                &[
-                    ("name", json!({"valueString": "contact"})),
-                    ("value", twice)
-                ]
-            )]
-        ),
-        Failure::AlreadyPresent
-    );
+    for (value, expected) in [
+        (unknown, Failure::UnknownElement),
+        (twice, Failure::AlreadyPresent),
+    ] {
+        assert_eq!(failure(&patient(), &[add_contact(value)]), expected);
+    }
 }
 
 #[test]
@@ -268,26 +246,15 @@ fn add_needs_one_complex_element() {
         )
     };
     let patient = patient();
-    assert_eq!(
-        failure(&patient, &[add("Patient.contact", "gender")]),
-        Failure::NoMatch
-    );
-    assert_eq!(
-        failure(&patient, &[add("Patient.name", "text")]),
-        Failure::SeveralMatches
-    );
-    assert_eq!(
-        failure(&patient, &[add("Patient.birthDate", "text")]),
-        Failure::Primitive
-    );
-    assert_eq!(
-        failure(&patient, &[add("Patient", "nickname")]),
-        Failure::UnknownElement
-    );
-    assert_eq!(
-        failure(&patient, &[add("Patient.active.exists()", "text")]),
-        Failure::NotAnElement
-    );
+    for (path, name, expected) in [
+        ("Patient.contact", "gender", Failure::NoMatch),
+        ("Patient.name", "text", Failure::SeveralMatches),
+        ("Patient.birthDate", "text", Failure::Primitive),
+        ("Patient", "nickname", Failure::UnknownElement),
+        ("Patient.active.exists()", "text", Failure::NotAnElement),
+    ] {
+        assert_eq!(failure(&patient, &[add(path, name)]), expected, "{path}");
+    }
     let patched = applied(&patient, &[add("Patient.name[1]", "family")]);
     assert_eq!(patched["name"][1]["family"], "x");
 }
@@ -315,22 +282,15 @@ fn insert_puts_an_item_at_an_index_of_the_whole_list() {
         ],
     );
     assert_eq!(values(&patched), ["c", "1", "a", "2", "3", "b"]);
-    assert_eq!(
-        failure(&patient, &[insert("Patient.identifier", 4, "x")]),
-        Failure::IndexOutOfRange
-    );
-    assert_eq!(
-        failure(&patient, &[insert("Patient.maritalStatus", 0, "x")]),
-        Failure::NoMatch
-    );
-    assert_eq!(
-        failure(&patient, &[insert("Patient.birthDate", 0, "x")]),
-        Failure::NotAList
-    );
-    assert_eq!(
-        failure(&patient, &[insert("Patient.name.given", 0, "x")]),
-        Failure::SeveralLists
-    );
+    for (path, index, expected) in [
+        ("Patient.identifier", 4, Failure::IndexOutOfRange),
+        ("Patient.maritalStatus", 0, Failure::NoMatch),
+        ("Patient.birthDate", 0, Failure::NotAList),
+        ("Patient.name.given", 0, Failure::SeveralLists),
+    ] {
+        let got = failure(&patient, &[insert(path, index, "x")]);
+        assert_eq!(got, expected, "{path}");
+    }
 }
 
 #[test]

@@ -271,8 +271,7 @@ impl<'o> Values<'o> {
 
     fn push_part(&mut self, value: IndexValue, part: Part) {
         let entry = (value, part);
-        if !self.seen.contains(&entry) {
-            self.seen.insert(entry.clone());
+        if self.seen.insert(entry.clone()) {
             self.values.push(entry);
         }
     }
