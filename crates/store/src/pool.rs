@@ -8,12 +8,18 @@
 //! ping takes care of before anyone else gets the connection. A connection that sat idle
 //! is pinged before it is handed out, so one that PostgreSQL dropped meanwhile is
 //! replaced rather than failing a request.
+//!
+//! The connection handed out is the one handed back last (last in, first out): its
+//! PostgreSQL backend has just run, so its caches are warm, and the connections a burst
+//! opened stay idle once it has passed. Handing them out in turn (first in, first out)
+//! woke a cold backend for every statement: after a burst of 16 at once, a single client's
+//! creates took twice as long.
 
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use deadpool::Runtime;
-use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
+use deadpool::managed::{self, Metrics, Object, PoolError, QueueMode, RecycleError, RecycleResult};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
@@ -58,6 +64,7 @@ impl Pool {
     pub(crate) fn new(options: PgConnectOptions, max_size: usize) -> Self {
         let pool = managed::Pool::builder(Connector { options })
             .max_size(max_size)
+            .queue_mode(QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(WAIT_TIMEOUT))
             .create_timeout(Some(WAIT_TIMEOUT))
@@ -133,5 +140,39 @@ async fn settle(mut object: Object<Connector>) {
     let settled = tokio::time::timeout(SETTLE_TIMEOUT, object.ping()).await;
     if !matches!(settled, Ok(Ok(()))) {
         drop(Object::take(object));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection of `pool` and its PostgreSQL backend's process id.
+    async fn backend(pool: &Pool) -> (Conn, i32) {
+        let mut conn = pool
+            .get()
+            .await
+            .unwrap_or_else(|e| panic!("connection: {e}"));
+        let pid = sqlx::query_scalar("select pg_backend_pid()")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("pid: {e}"));
+        (conn, pid)
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn hands_out_the_connection_handed_back_last(db: sqlx::PgPool) {
+        let pool = Pool::new((*db.connect_options()).clone(), 3);
+        let (a, _) = backend(&pool).await;
+        let (b, _) = backend(&pool).await;
+        let (c, last) = backend(&pool).await;
+        a.done();
+        b.done();
+        c.done();
+        let (again, pid) = backend(&pool).await;
+        assert_eq!(pid, last, "the connection handed back last");
+        again.done();
+        let (_, pid) = backend(&pool).await;
+        assert_eq!(pid, last, "and again, while the others stay idle");
     }
 }
