@@ -17,7 +17,7 @@ use crate::content::resource_type_first;
 use crate::integrity::{DANGLING_CTES, DEADLOCK_RETRIES, dangling, distinct_targets, is_deadlock};
 use crate::outbox::new_event_id;
 use crate::search_index::{
-    IndexRows, Indexed, Keys, Statements, TableSet, delete_ctes, insert_ctes,
+    IndexRows, Indexed, Keys, Statements, TableSet, delete_ctes, insert_ctes, replace_ctes,
 };
 use crate::{Store, StoreError};
 
@@ -236,16 +236,16 @@ fn insert_first(keys: Keys, tables: TableSet) -> String {
 }
 
 /// Replaces the current version of resource `$1` by a new one, with its history row,
-/// search index rows (the old ones deleted, the new ones from `$9`) and event.
+/// search index rows (made those from `$9`, see [`replace_ctes`]) and event.
 static UPDATE_CURRENT: Statements = Statements::new(|tables: TableSet| {
-    let (index, _) = insert_ctes(Keys::Cur, 9, tables);
+    let (index, _) = replace_ctes(9, tables);
     format!(
         "with cur as (
              update resources
              set version = $2, last_updated = $3, deleted = false, content = $4::jsonb
              where key = $1
              returning key, res_type, id, content
-         ){old}{index}, hist as (
+         ){index}, hist as (
              insert into resource_history (res_type, id, version, last_updated, method, status, content)
              select res_type, id, $2, $3, 'PUT', $5, content from cur
          ), event as (
@@ -259,8 +259,7 @@ static UPDATE_CURRENT: Statements = Statements::new(|tables: TableSet| {
              from cur
              returning 1
          )
-         select pg_notify('fhir_outbox', '') from event",
-        old = delete_ctes("= $1"),
+         select pg_notify('fhir_outbox', '') from event"
     )
 });
 

@@ -357,6 +357,86 @@ async fn an_update_replaces_the_rows_and_a_delete_removes_them(pool: PgPool) {
     );
 }
 
+/// Where each index row of `Type/id` is stored (`table ctid`): a row rewritten moves.
+async fn places_of(pool: &PgPool, rtype: &str, id: &str) -> Vec<String> {
+    let tables = [
+        "search_string",
+        "search_token",
+        "search_date",
+        "search_reference",
+        "search_quantity",
+        "resource_references",
+    ];
+    let union: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            format!("select '{t} ' || x.ctid::text as place from {t} x where x.res_key = r.key")
+        })
+        .collect();
+    sqlx::query_scalar(&format!(
+        "select place from resources r, lateral ({}) as places
+         where r.res_type = $1 and r.id = $2 order by 1",
+        union.join(" union all ")
+    ))
+    .bind(rtype)
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn an_update_writes_only_the_rows_that_changed(pool: PgPool) {
+    let store = unchecked(&pool);
+    put(&store, ResourceType::Patient, "p", patient()).await;
+    put(&store, ResourceType::Invoice, "i", invoice()).await;
+    let patient_places = places_of(&pool, "Patient", "p").await;
+    let invoice_places = places_of(&pool, "Invoice", "i").await;
+
+    // The same content again: every row stays where it is.
+    put(&store, ResourceType::Patient, "p", patient()).await;
+    assert_eq!(places_of(&pool, "Patient", "p").await, patient_places);
+
+    // One given name changed: its row is replaced, the others stay.
+    let mut renamed = patient();
+    renamed["name"][0]["given"][1] = json!("Eva");
+    put(&store, ResourceType::Patient, "p", renamed.clone()).await;
+    let after = places_of(&pool, "Patient", "p").await;
+    let moved = after.iter().filter(|p| !patient_places.contains(p)).count();
+    assert_eq!(moved, 1, "{patient_places:?} -> {after:?}");
+    assert_eq!(after.len(), patient_places.len());
+
+    // A decimal written with other digits is a changed value (1.5 is not 1.50 to a search).
+    let mut reworded = invoice();
+    reworded["totalGross"]["value"] = parse("119.0");
+    put(&store, ResourceType::Invoice, "i", reworded.clone()).await;
+    let after = places_of(&pool, "Invoice", "i").await;
+    let moved = after.iter().filter(|p| !invoice_places.contains(p)).count();
+    assert_eq!(moved, 1, "{invoice_places:?} -> {after:?}");
+    assert_has(
+        &rows_of(&pool, "Invoice/i").await,
+        &["Invoice/i totalgross quantity (119.0,,,urn:iso:std:iso:4217,EUR)"],
+    );
+
+    // The rows are those of a fresh write of the same content.
+    put(&store, ResourceType::Patient, "q", renamed).await;
+    put(&store, ResourceType::Invoice, "j", reworded).await;
+    let shape = |rows: Vec<String>, from: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| !r.contains(" _lastUpdated ") && !r.contains(" _id "))
+            .map(|r| r.replacen(from, "", 1))
+            .collect()
+    };
+    assert_eq!(
+        shape(rows_of(&pool, "Patient/p").await, "Patient/p "),
+        shape(rows_of(&pool, "Patient/q").await, "Patient/q ")
+    );
+    assert_eq!(
+        shape(rows_of(&pool, "Invoice/i").await, "Invoice/i "),
+        shape(rows_of(&pool, "Invoice/j").await, "Invoice/j ")
+    );
+}
+
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
     let store = unchecked(&pool);

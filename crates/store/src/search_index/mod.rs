@@ -18,7 +18,9 @@ use tokio::sync::OnceCell;
 
 pub(crate) use params::ParamIds;
 pub use reindex::Reindexed;
-pub(crate) use rows::{IndexRows, Keys, Statements, TableSet, delete_ctes, insert_ctes};
+pub(crate) use rows::{
+    IndexRows, Keys, Statements, TableSet, delete_ctes, insert_ctes, replace_ctes,
+};
 
 use crate::{Store, StoreError};
 

@@ -39,6 +39,18 @@ struct Column {
     insert: &'static str,
 }
 
+impl Column {
+    /// The column of the row `alias` as an update compares it: a decimal by its text, so
+    /// that `1.5` replaces `1.50` (a search reads the precision a decimal was written with).
+    fn compared(&self, alias: &str) -> String {
+        if self.insert.ends_with("::numeric") {
+            format!("{alias}.{}::text", self.name)
+        } else {
+            format!("{alias}.{}", self.name)
+        }
+    }
+}
+
 const fn text(name: &'static str, insert: &'static str) -> Column {
     Column {
         name,
@@ -210,8 +222,9 @@ pub(crate) fn insert_ctes(keys: Keys, first: usize, tables: TableSet) -> (String
     (sql, next)
 }
 
-/// The insert into `table`, its arrays bound from `$next` on (advanced past them).
-fn insert_cte(table: &Table, keys: Keys, next: &mut usize) -> String {
+/// The `unnest(...)` of `table`'s arrays bound from `$next` on (advanced past them), and
+/// the names of its columns.
+fn unnest(table: &Table, keys: Keys, next: &mut usize) -> (String, Vec<&'static str>) {
     let mut aliases: Vec<&str> = table.param.then_some("param").into_iter().collect();
     let mut arrays: Vec<&str> = table.param.then_some("int4[]").into_iter().collect();
     match keys {
@@ -224,13 +237,19 @@ fn insert_cte(table: &Table, keys: Keys, next: &mut usize) -> String {
     }
     aliases.extend(table.columns.iter().map(|c| c.name));
     arrays.extend(table.columns.iter().map(|c| c.array));
-    let unnest: Vec<String> = arrays
+    let placeholders: Vec<String> = arrays
         .iter()
         .map(|array| {
             *next += 1;
             format!("${}::{array}", *next - 1)
         })
         .collect();
+    (format!("unnest({})", placeholders.join(", ")), aliases)
+}
+
+/// The insert into `table`, its arrays bound from `$next` on (advanced past them).
+fn insert_cte(table: &Table, keys: Keys, next: &mut usize) -> String {
+    let (unnest, aliases) = unnest(table, keys, next);
     let names: Vec<&str> = table
         .param
         .then_some("param")
@@ -250,12 +269,74 @@ fn insert_cte(table: &Table, keys: Keys, next: &mut usize) -> String {
     };
     format!(
         ", {name}_new as (insert into {name} (res_key, {names}) \
-         select {key}, {values} from {from}unnest({unnest}) as t({aliases}){join})",
+         select {key}, {values} from {from}{unnest} as t({aliases}){join})",
         name = table.name,
         names = names.join(", "),
         values = values.join(", "),
-        unnest = unnest.join(", "),
         aliases = aliases.join(", "),
+    )
+}
+
+/// Common table expressions, each after a `, `, that make the index rows of resource `$1`
+/// (updated by the CTE `cur`) those bound from placeholder `$first` on, for the tables in
+/// `tables`, and none in the others; returns them and the next free placeholder. A row that
+/// is already there stays: an update that leaves a value as it was writes nothing for it,
+/// instead of deleting and inserting the same row (most updates change a few values).
+pub(crate) fn replace_ctes(first: usize, tables: TableSet) -> (String, usize) {
+    let mut sql = String::new();
+    let mut next = first;
+    for (i, table) in TABLES.iter().enumerate() {
+        if tables.contains(i) {
+            sql.push_str(&replace_cte(table, &mut next));
+        } else {
+            sql.push_str(&format!(
+                ", {name}_old as (delete from {name} where res_key = $1)",
+                name = table.name
+            ));
+        }
+    }
+    (sql, next)
+}
+
+/// The rows of `table` for resource `$1` made equal to those bound from `$next` on
+/// (advanced past them): those not bound deleted, those not there inserted. Both compare
+/// with the rows as they were when the statement began, so neither sees the other's work.
+fn replace_cte(table: &Table, next: &mut usize) -> String {
+    let columns = table.columns;
+    let (unnest, aliases) = unnest(table, Keys::Cur, next);
+    let values: Vec<String> = table
+        .param
+        .then(|| "t.param as param".to_owned())
+        .into_iter()
+        .chain(
+            columns
+                .iter()
+                .map(|c| format!("{} as {}", c.insert, c.name)),
+        )
+        .collect();
+    let compared = |alias: &str| -> String {
+        table
+            .param
+            .then(|| format!("{alias}.param"))
+            .into_iter()
+            .chain(columns.iter().map(|c| c.compared(alias)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let names = aliases.join(", ");
+    let vs: Vec<String> = aliases.iter().map(|a| format!("v.{a}")).collect();
+    format!(
+        ", {name}_rows as (select {values} from {unnest} as t({names})), \
+         {name}_old as (delete from {name} s where s.res_key = $1 and not exists \
+         (select from {name}_rows v where ({v}) is not distinct from ({s}))), \
+         {name}_new as (insert into {name} (res_key, {names}) \
+         select cur.key, {vs} from cur, {name}_rows v where not exists \
+         (select from {name} s where s.res_key = cur.key and ({s}) is not distinct from ({v})))",
+        name = table.name,
+        values = values.join(", "),
+        v = compared("v"),
+        s = compared("s"),
+        vs = vs.join(", "),
     )
 }
 
@@ -706,6 +787,30 @@ mod tests {
              (res_key, target_type, target_id) select placed.key, t.target_type, t.target_id \
              from placed join unnest("
         ));
+    }
+
+    #[test]
+    fn a_replacement_compares_what_it_binds_and_clears_the_other_tables() {
+        let date_only = TableSet(1 << 2);
+        let (sql, next) = replace_ctes(9, date_only);
+        assert_eq!(next, 12, "param, low and high");
+        assert!(sql.contains(
+            "search_date_rows as (select t.param as param, coalesce(t.low, '-infinity') as low, \
+             coalesce(t.high, 'infinity') as high from unnest($9::int4[], $10::timestamptz[], \
+             $11::timestamptz[]) as t(param, low, high))"
+        ));
+        assert!(
+            sql.contains("(v.param, v.low, v.high) is not distinct from (s.param, s.low, s.high)")
+        );
+        assert!(
+            sql.contains(", search_string_old as (delete from search_string where res_key = $1)")
+        );
+        assert_eq!(sql.matches("_old as").count(), TABLES.len());
+        assert_eq!(sql.matches("_new as").count(), 1);
+        let (sql, _) = replace_ctes(1, TableSet(1 << 5));
+        assert!(
+            sql.contains("(v.param, v.value::text) is not distinct from (s.param, s.value::text)")
+        );
     }
 
     #[test]
