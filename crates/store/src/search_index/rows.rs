@@ -325,13 +325,17 @@ fn replace_cte(table: &Table, next: &mut usize) -> String {
     };
     let names = aliases.join(", ");
     let vs: Vec<String> = aliases.iter().map(|a| format!("v.{a}")).collect();
+    // The rows there are read by `res_key = $1` on their own, not joined to `cur`: joined,
+    // a plan made while the table was small would read the whole table for every update
+    // long after it grew.
     format!(
         ", {name}_rows as (select {values} from {unnest} as t({names})), \
+         {name}_had as (select {names} from {name} where res_key = $1), \
          {name}_old as (delete from {name} s where s.res_key = $1 and not exists \
          (select from {name}_rows v where ({v}) is not distinct from ({s}))), \
          {name}_new as (insert into {name} (res_key, {names}) \
          select cur.key, {vs} from cur, {name}_rows v where not exists \
-         (select from {name} s where s.res_key = cur.key and ({s}) is not distinct from ({v})))",
+         (select from {name}_had s where ({s}) is not distinct from ({v})))",
         name = table.name,
         values = values.join(", "),
         v = compared("v"),
