@@ -130,6 +130,16 @@ fn restamp(content: &mut String, at: DateTime<Utc>) {
     }
 }
 
+/// The `lastUpdated` of a version that follows one stamped `previous`: the transaction's
+/// clock `at`, unless that is not later. A write reads its clock before it waits for the row
+/// lock, so a concurrent write that took the lock first can have stamped a later instant;
+/// stamped 1 µs after it instead, the versions of a resource stay in time order, and a
+/// client that follows `_history?_since=` does not miss the newer one. The write barrier is
+/// still held, so an export's `transactionTime` cannot fall between the two instants.
+fn after_version(at: DateTime<Utc>, previous: DateTime<Utc>) -> DateTime<Utc> {
+    at.max(previous + chrono::Duration::microseconds(1))
+}
+
 /// Version 1 of a resource, to insert with [`Store::insert_first`].
 pub(crate) struct First<'a> {
     pub(crate) rtype: ResourceType,
@@ -601,7 +611,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<Option<(Stored, Vec<LocalReference>)>, StoreError> {
         let current = sqlx::query(
-            "select key, version, deleted from resources
+            "select key, version, deleted, last_updated from resources
              where res_type = $1 and id = $2 for update",
         )
         .bind(rtype.as_str())
@@ -647,6 +657,7 @@ impl Store {
                 current: Some(version),
             });
         }
+        let at = after_version(at, current.get("last_updated"));
         let next = version.next();
         stamp(&mut resource, id, next, at);
         let content =
@@ -745,36 +756,39 @@ impl Store {
         let row = sqlx::query(
             "with cur as (
                  update resources
-                 set version = version + 1, last_updated = $3, deleted = true, content = null
+                 set version = version + 1, deleted = true, content = null,
+                     last_updated = greatest($3, last_updated + interval '1 microsecond')
                  where res_type = $1 and id = $2 and not deleted
-                 returning key, version
+                 returning key, version, last_updated
              ), hist as (
                  insert into resource_history (res_type, id, version, last_updated, method, status)
-                 select $1, $2, version, $3, 'DELETE', 204 from cur
+                 select $1, $2, version, last_updated, 'DELETE', 204 from cur
              ), event as (
                  insert into outbox (event_id, routing_key, payload, res_key)
                  select $4::uuid, $1::text || '.delete',
                         jsonb_build_object('specVersion', 1, 'eventId', $4::text,
                             'action', 'delete', 'resourceType', $1::text, 'id', $2::text,
-                            'versionId', version, 'lastUpdated', $5::text),
+                            'versionId', version,
+                            'lastUpdated', to_char(last_updated at time zone 'UTC',
+                                                   'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')),
                         key
                  from cur
                  returning 1
              ), woken as (
                  select pg_notify('fhir_outbox', '') from event
              )
-             select key, version, (select count(*) from woken) as woken from cur",
+             select key, version, last_updated, (select count(*) from woken) as woken from cur",
         )
         .bind(rtype.as_str())
         .bind(id)
         .bind(at)
         .bind(new_event_id())
-        .bind(format_instant(at))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
             return Ok(None);
         };
+        let at: DateTime<Utc> = row.get("last_updated");
         // A statement of its own, after the row lock was taken: it sees the rows a
         // re-index batch committed while this delete waited for that lock.
         sqlx::query(&DELETE_INDEX)

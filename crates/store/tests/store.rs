@@ -365,3 +365,79 @@ async fn history_pages_by_cursor(pool: PgPool) {
     }
     assert_eq!(seen, ["p6", "p5", "p4", "p3", "p2", "p1", "p0"]);
 }
+
+/// Runs `write` while another transaction holds the row of `Patient/p` and, once `write` has
+/// read its clock and waits for that row, stamps the row an hour ahead and commits. Returns
+/// what `write` gave and the instant the other transaction stamped.
+async fn behind_a_later_writer<T>(
+    pool: &PgPool,
+    write: impl std::future::Future<Output = T>,
+) -> (T, chrono::DateTime<chrono::Utc>) {
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let mut holder = pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("select from resources where res_type = 'Patient' and id = 'p' for update")
+        .execute(&mut *holder)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hold = async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query(
+            "update resources set last_updated = $1 where res_type = 'Patient' and id = 'p'",
+        )
+        .bind(later)
+        .execute(&mut *holder)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        holder.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    };
+    let (written, ()) = futures::join!(write, hold);
+    (written, later)
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_version_is_stamped_after_the_one_it_follows(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let p = id("p");
+    let created = store
+        .update(ResourceType::Patient, &p, patient("p"), None, &[])
+        .await;
+    assert!(created.is_ok(), "{created:?}");
+
+    let update = store.update(ResourceType::Patient, &p, patient("p"), None, &[]);
+    let (updated, later) = behind_a_later_writer(&pool, update).await;
+    let updated = updated.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(updated.last_updated > later, "{updated:?} after {later}");
+    let content: Value = serde_json::from_str(&updated.content).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        content["meta"]["lastUpdated"],
+        fhir_core::resource::format_instant(updated.last_updated)
+    );
+
+    let delete = store.delete(ResourceType::Patient, &p);
+    let (deleted, later) = behind_a_later_writer(&pool, delete).await;
+    let (_, deleted_at) = deleted
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .unwrap_or_else(|| panic!("deleted"));
+    assert!(deleted_at > later, "{deleted_at} after {later}");
+
+    // The history and the events carry the same instants.
+    let stamped: Vec<(i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "select version, last_updated from resource_history where id = 'p' order by version",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stamped[1..], [(2, updated.last_updated), (3, deleted_at)]);
+    let events: Vec<String> =
+        sqlx::query_scalar("select payload->>'lastUpdated' from outbox order by id")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        events[1..],
+        [
+            fhir_core::resource::format_instant(updated.last_updated),
+            fhir_core::resource::format_instant(deleted_at)
+        ]
+    );
+}
