@@ -246,9 +246,13 @@ fn insert_first(keys: Keys, tables: TableSet) -> String {
 }
 
 /// Replaces the current version of resource `$1` by a new one, with its history row,
-/// search index rows (made those from `$9`, see [`replace_ctes`]) and event.
+/// search index rows (made those from `$9`, see [`replace_ctes`]), claims (the rules and
+/// values of the two arrays after the index rows' ones) and event. Returns how many of the
+/// claims the resource holds: a claim another resource holds is left to it, so fewer than
+/// were bound means a duplicate.
 static UPDATE_CURRENT: Statements = Statements::new(|tables: TableSet| {
-    let (index, _) = replace_ctes(9, tables);
+    let (index, next) = replace_ctes(9, tables);
+    let (rules, values) = (next, next + 1);
     format!(
         "with cur as (
              update resources
@@ -268,8 +272,23 @@ static UPDATE_CURRENT: Statements = Statements::new(|tables: TableSet| {
                     key
              from cur
              returning 1
+         ), claims_gone as (
+             delete from unique_claims u using cur
+             where u.res_type = cur.res_type and u.res_id = cur.id
+             and (u.rule, u.value) not in
+                 (select * from unnest(${rules}::text[], ${values}::text[]))
+         ), claimed as (
+             insert into unique_claims (rule, value, res_type, res_id)
+             select c.rule, c.value, cur.res_type, cur.id
+             from cur, unnest(${rules}::text[], ${values}::text[]) as c(rule, value)
+             on conflict (rule, value) do update set rule = excluded.rule
+             where unique_claims.res_type = excluded.res_type
+               and unique_claims.res_id = excluded.res_id
+             returning 1
          )
-         select pg_notify('fhir_outbox', '') from event"
+         select (select count(*) from claimed) as claimed,
+                (select count(*) from (select pg_notify('fhir_outbox', '') from event) as n)
+                    as woken"
     )
 });
 
@@ -678,8 +697,22 @@ impl Store {
             .bind(new_event_id())
             .bind(format_instant(at))
             .bind(action);
-        rows.bind(query, Keys::Cur).execute(&mut *tx).await?;
-        self.replace_claims(tx, rtype, id, claims).await?;
+        let (rules, values): (Vec<&str>, Vec<&str>) =
+            claims.iter().map(|c| (c.rule, c.value.as_str())).unzip();
+        let held = rows
+            .bind(query, Keys::Cur)
+            .bind(&rules)
+            .bind(&values)
+            .fetch_one(&mut *tx)
+            .await;
+        match held {
+            Ok(row) if row.get::<i64, _>("claimed") == claims.len() as i64 => {}
+            Ok(_) => return Err(self.duplicate(claims).await),
+            Err(e) if is_unique_violation(&e, "unique_claims_pkey") => {
+                return Err(self.duplicate(claims).await);
+            }
+            Err(e) => return Err(e.into()),
+        }
         let stored = Stored {
             id: id.clone(),
             version: next,
@@ -774,6 +807,9 @@ impl Store {
                         key
                  from cur
                  returning 1
+             ), claims_gone as (
+                 delete from unique_claims u using cur
+                 where u.res_type = $1 and u.res_id = $2
              ), woken as (
                  select pg_notify('fhir_outbox', '') from event
              )
@@ -795,45 +831,7 @@ impl Store {
             .bind(row.get::<i64, _>("key"))
             .execute(&mut *tx)
             .await?;
-        let id: Id = id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        self.replace_claims(tx, rtype, &id, &[]).await?;
         Ok(Some((VersionId::new(row.get("version")), at)))
-    }
-
-    async fn replace_claims(
-        &self,
-        conn: &mut PgConnection,
-        rtype: ResourceType,
-        id: &Id,
-        claims: &[Claim],
-    ) -> Result<(), StoreError> {
-        let (rules, values): (Vec<&str>, Vec<&str>) =
-            claims.iter().map(|c| (c.rule, c.value.as_str())).unzip();
-        let result = sqlx::query(
-            "with gone as (
-                 delete from unique_claims where res_type = $1 and res_id = $2
-                 and (rule, value) not in (select * from unnest($3::text[], $4::text[]))
-             )
-             insert into unique_claims (rule, value, res_type, res_id)
-             select c.rule, c.value, $1, $2 from unnest($3::text[], $4::text[]) as c(rule, value)
-             on conflict (rule, value) do update set rule = excluded.rule
-             where unique_claims.res_type = $1 and unique_claims.res_id = $2",
-        )
-        .bind(rtype.as_str())
-        .bind(id.as_str())
-        .bind(&rules)
-        .bind(&values)
-        .execute(&mut *conn)
-        .await;
-        match result {
-            // Claims held by another resource are skipped by the conditional upsert; count them.
-            Ok(done) if done.rows_affected() == claims.len() as u64 => Ok(()),
-            Ok(_) => Err(self.duplicate(claims).await),
-            Err(e) if is_unique_violation(&e, "unique_claims_pkey") => {
-                Err(self.duplicate(claims).await)
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Names the first claim that another resource holds (for the 409 message).
