@@ -551,9 +551,8 @@ impl Store {
         retrying(|| async move {
             let mut conn = self.conn().await?;
             let mut tx = conn.begin().await?;
-            let at = write_clock(&mut tx).await?;
             let Some((stored, references)) = self
-                .update_in(&mut tx, rtype, id, resource.clone(), if_match, claims, at)
+                .update_in(&mut tx, rtype, id, resource.clone(), if_match, claims, None)
                 .await?
             else {
                 return Ok(None);
@@ -599,7 +598,15 @@ impl Store {
                 _ => return Err(StoreError::MultipleMatches),
             };
             let Some((stored, references)) = self
-                .update_in(&mut tx, rtype, &id, resource.clone(), if_match, claims, at)
+                .update_in(
+                    &mut tx,
+                    rtype,
+                    &id,
+                    resource.clone(),
+                    if_match,
+                    claims,
+                    Some(at),
+                )
                 .await?
             else {
                 return Ok(None);
@@ -627,14 +634,20 @@ impl Store {
         mut resource: Value,
         if_match: Option<VersionId>,
         claims: &[Claim],
-        at: DateTime<Utc>,
+        at: Option<DateTime<Utc>>,
     ) -> Result<Option<(Stored, Vec<LocalReference>)>, StoreError> {
+        // Without the transaction's clock, the clock is read under the write barrier in the
+        // statement that locks the row (or, for a new resource, in the insert's).
         let current = sqlx::query(
-            "select key, version, deleted, last_updated from resources
-             where res_type = $1 and id = $2 for update",
+            "select key, version, deleted, last_updated,
+                    case when $3 then (select clock_timestamp()
+                        from (select pg_advisory_xact_lock_shared($4)) as barrier) end as clock
+             from resources where res_type = $1 and id = $2 for update",
         )
         .bind(rtype.as_str())
         .bind(id.as_str())
+        .bind(at.is_none())
+        .bind(WRITE_BARRIER)
         .fetch_optional(&mut *tx)
         .await?;
 
@@ -642,7 +655,12 @@ impl Store {
             if if_match.is_some() {
                 return Err(StoreError::VersionConflict { current: None });
             }
-            stamp(&mut resource, id, VersionId::FIRST, at);
+            stamp(
+                &mut resource,
+                id,
+                VersionId::FIRST,
+                at.unwrap_or_else(placeholder_time),
+            );
             let content =
                 serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
             let indexed = self.index_values(rtype, &resource).await?;
@@ -654,7 +672,7 @@ impl Store {
                 indexed,
             };
             let inserted = self
-                .insert_one(tx, Some(at), Method::Put, &mut first, false)
+                .insert_one(tx, at, Method::Put, &mut first, false)
                 .await?;
             return Ok(inserted.map(|at| {
                 let stored = Stored {
@@ -676,7 +694,10 @@ impl Store {
                 current: Some(version),
             });
         }
-        let at = after_version(at, current.get("last_updated"));
+        let clock = at
+            .or_else(|| current.get("clock"))
+            .ok_or_else(|| StoreError::Database(sqlx::Error::Protocol("no clock read".into())))?;
+        let at = after_version(clock, current.get("last_updated"));
         let next = version.next();
         stamp(&mut resource, id, next, at);
         let content =

@@ -293,7 +293,7 @@ impl Transaction<'_> {
                     resource.clone(),
                     if_match,
                     claims,
-                    at,
+                    Some(at),
                 )
                 .await?
             {
