@@ -37,13 +37,15 @@ struct Column {
     name: &'static str,
     array: &'static str,
     insert: &'static str,
+    /// Compared as text by an update ([`Column::compared`]).
+    by_text: bool,
 }
 
 impl Column {
     /// The column of the row `alias` as an update compares it: a decimal by its text, so
     /// that `1.5` replaces `1.50` (a search reads the precision a decimal was written with).
     fn compared(&self, alias: &str) -> String {
-        if self.insert.ends_with("::numeric") {
+        if self.by_text {
             format!("{alias}.{}::text", self.name)
         } else {
             format!("{alias}.{}", self.name)
@@ -56,14 +58,25 @@ const fn text(name: &'static str, insert: &'static str) -> Column {
         name,
         array: "text[]",
         insert,
+        by_text: false,
     }
 }
+
+/// A decimal, bound as text so that it reaches PostgreSQL exactly as written, and compared
+/// by its text so that a change of its digits is a change.
+const DECIMAL: Column = Column {
+    name: "value",
+    array: "text[]",
+    insert: "t.value::numeric",
+    by_text: true,
+};
 
 /// The part of a compound value a row was taken from (`fhir_core::search::Part`).
 const PART: Column = Column {
     name: "part",
     array: "int2[]",
     insert: "t.part",
+    by_text: false,
 };
 
 /// An index table and its value columns, after `res_key` and (when it has one) `param`.
@@ -105,11 +118,13 @@ const TABLES: [Table; 9] = [
                 name: "low",
                 array: "timestamptz[]",
                 insert: "coalesce(t.low, '-infinity')",
+                by_text: false,
             },
             Column {
                 name: "high",
                 array: "timestamptz[]",
                 insert: "coalesce(t.high, 'infinity')",
+                by_text: false,
             },
         ],
     },
@@ -129,8 +144,7 @@ const TABLES: [Table; 9] = [
         name: "search_quantity",
         param: true,
         columns: &[
-            // Bound as text, so the decimal reaches PostgreSQL exactly as written.
-            text("value", "t.value::numeric"),
+            DECIMAL,
             text("comparator", "t.comparator"),
             text("unit", "t.unit"),
             text("system", "t.system"),
@@ -140,7 +154,7 @@ const TABLES: [Table; 9] = [
     Table {
         name: "search_number",
         param: true,
-        columns: &[text("value", "t.value::numeric")],
+        columns: &[DECIMAL],
     },
     Table {
         name: "search_uri",
@@ -154,6 +168,7 @@ const TABLES: [Table; 9] = [
             name: "components",
             array: "jsonb[]",
             insert: "t.components",
+            by_text: false,
         }],
     },
     // Every local reference of the resource, whatever the search parameters: what a
