@@ -97,9 +97,14 @@ async fn wait(listener: &mut Option<PgListener>, backoff: Option<Duration>) {
         tokio::time::sleep(POLL_INTERVAL).await;
         return;
     };
-    if let Ok(Err(error)) = tokio::time::timeout(POLL_INTERVAL, active.recv()).await {
-        tracing::warn!(%error, "outbox notifications interrupted; polling");
-        *listener = None;
+    match tokio::time::timeout(POLL_INTERVAL, active.recv()).await {
+        // The drain that follows covers every notification already received too.
+        Ok(Ok(_)) => while active.next_buffered().is_some() {},
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "outbox notifications interrupted; polling");
+            *listener = None;
+        }
+        Err(_) => {}
     }
 }
 

@@ -3,7 +3,7 @@
 //! Every write is one transaction that touches the current row, the history row, the
 //! search index rows and reference record, the uniqueness claims and the outbox event
 //! together, and checks referential integrity before it commits ([`ReferentialIntegrity`]),
-//! so a failed write leaves nothing behind and a committed one is always announced.
+//! so a failed write leaves nothing behind and a committed one always has its event.
 
 mod content;
 mod error;
@@ -53,6 +53,8 @@ pub struct Store {
     search: Arc<search::SearchState>,
     /// The referential integrity writes and deletes are held to.
     integrity: ReferentialIntegrity,
+    /// Wakes the relays after a commit with events.
+    announcer: outbox::Announcer,
 }
 
 /// Connections of [`Store::pool`], beside the request paths' ones.
@@ -74,6 +76,7 @@ impl Store {
             index: Arc::new(search_index::SearchIndex::builtin()),
             search: Arc::default(),
             integrity: ReferentialIntegrity::default(),
+            announcer: outbox::Announcer::default(),
         };
         store.index.registry()?;
         store.conn().await?.done();
@@ -91,6 +94,7 @@ impl Store {
             index: Arc::new(search_index::SearchIndex::builtin()),
             search: Arc::default(),
             integrity: ReferentialIntegrity::default(),
+            announcer: outbox::Announcer::default(),
         }
     }
 

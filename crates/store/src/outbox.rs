@@ -1,15 +1,60 @@
 //! The transactional outbox: change events written with each write (see `resources.rs`),
 //! claimed by the relay in batches, marked sent once the broker confirmed them.
 
+use std::sync::{Arc, OnceLock};
+
 use sqlx::postgres::PgListener;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::{Store, StoreError};
 
-/// The `LISTEN`/`NOTIFY` channel every write notifies in its transaction, so the relay
-/// wakes as soon as an event is committed.
+/// The `LISTEN`/`NOTIFY` channel on which committed events are announced, so that the
+/// relays (of every process) wake as soon as there is something to publish.
 pub const OUTBOX_CHANNEL: &str = "fhir_outbox";
+
+/// Announces committed events on [`OUTBOX_CHANNEL`], after the commit and outside the
+/// write's transaction: a `NOTIFY` takes a database-wide lock at its transaction's commit
+/// and holds it until the commit is flushed, so that writes notifying in their own
+/// transactions commit one at a time (a plain insert: 13,700 commits/s at 8 clients
+/// without, 5,600 with). Commits announced while an announcement is under way share the
+/// next one. An announcement lost with its process costs a relay one poll interval; the
+/// events themselves are in the outbox.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Announcer {
+    /// Set at the first announcement (it needs a runtime to run on).
+    pending: Arc<OnceLock<mpsc::Sender<()>>>,
+}
+
+impl Announcer {
+    /// Announces the events of a transaction that has just committed.
+    pub(crate) fn committed(&self, pool: &PgPool) {
+        let pending = self.pending.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(1);
+            tokio::spawn(announce(pool.clone(), receiver));
+            sender
+        });
+        // Full: an announcement not yet begun covers this commit too.
+        let _ = pending.try_send(());
+    }
+}
+
+/// Sends one `NOTIFY` per announcement asked for, until every store handle is gone. Its
+/// commit does not wait for the disk: a notification lost in a crash is made up for by
+/// the relays' polling.
+async fn announce(pool: PgPool, mut pending: mpsc::Receiver<()>) {
+    while pending.recv().await.is_some() {
+        let sent =
+            sqlx::query("select set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
+                .bind(OUTBOX_CHANNEL)
+                .execute(&pool)
+                .await;
+        if let Err(error) = sent {
+            tracing::debug!(%error, "committed events not announced; the relays will poll");
+        }
+    }
+}
 
 /// A fresh event id, as text: the SQL casts it to `uuid`.
 pub(crate) fn new_event_id() -> String {
@@ -65,6 +110,11 @@ impl OutboxBatch {
 }
 
 impl Store {
+    /// Announces that a transaction which wrote events has committed ([`Announcer`]).
+    pub(crate) fn events_committed(&self) {
+        self.announcer.committed(&self.pool);
+    }
+
     /// Claims up to `limit` unsent events, oldest first, skipping rows another relay holds,
     /// and taking no event of a resource that has an older unsent one (held by another
     /// relay, or in this batch): the changes of one resource are published one batch after

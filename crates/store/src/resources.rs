@@ -236,12 +236,8 @@ fn insert_first(keys: Keys, tables: TableSet) -> String {
                     key
              from placed
              order by pos
-             returning 1
-         ), woken as (
-             select pg_notify('fhir_outbox', '') from (select from event limit 1) as written
          )
-         select (select count(*) from cur), (select count(*) from woken),
-                (select at from clock), (select ord from dangling)"
+         select (select count(*) from cur), (select at from clock), (select ord from dangling)"
     )
 }
 
@@ -271,7 +267,6 @@ static UPDATE_CURRENT: Statements = Statements::new(|tables: TableSet| {
                         'resource', content),
                     key
              from cur
-             returning 1
          ), claims_gone as (
              delete from unique_claims u using cur
              where u.res_type = cur.res_type and u.res_id = cur.id
@@ -286,9 +281,7 @@ static UPDATE_CURRENT: Statements = Statements::new(|tables: TableSet| {
                and unique_claims.res_id = excluded.res_id
              returning 1
          )
-         select (select count(*) from claimed) as claimed,
-                (select count(*) from (select pg_notify('fhir_outbox', '') from event) as n)
-                    as woken"
+         select (select count(*) from claimed) as claimed"
     )
 });
 
@@ -366,6 +359,7 @@ impl Store {
             let mut conn = self.conn().await?;
             let stored = self.insert_created(&mut conn, first).await?;
             conn.done();
+            self.events_committed();
             return Ok(Created::New(stored));
         };
 
@@ -379,6 +373,7 @@ impl Store {
                 let stored = self.insert_created(&mut tx, first).await?;
                 tx.commit().await?;
                 conn.done();
+                self.events_committed();
                 Ok(Created::New(stored))
             }
             [existing] => {
@@ -465,7 +460,7 @@ impl Store {
             rows.bind(query, keys).fetch_one(&mut *conn).await
         };
         let missing = result.as_ref().ok().and_then(|row| {
-            let ord: Option<i64> = row.get(3);
+            let ord: Option<i64> = row.get(2);
             targets.get(usize::try_from(ord? - 1).ok()?)
         });
         if let Some(&(position, reference)) = missing {
@@ -473,7 +468,7 @@ impl Store {
         }
         match result {
             Ok(row) if usize::try_from(row.get::<i64, _>(0)).ok() == Some(new.len()) => {
-                let at: DateTime<Utc> = row.get(2);
+                let at: DateTime<Utc> = row.get(1);
                 for first in new.iter_mut() {
                     restamp(&mut first.content, at);
                 }
@@ -560,6 +555,7 @@ impl Store {
             self.check_written(&mut tx, &references).await?;
             tx.commit().await?;
             conn.done();
+            self.events_committed();
             Ok(Some(stored))
         })
         .await
@@ -614,6 +610,7 @@ impl Store {
             self.check_written(&mut tx, &references).await?;
             tx.commit().await?;
             conn.done();
+            self.events_committed();
             Ok(Some(stored))
         })
         .await
@@ -763,6 +760,9 @@ impl Store {
         }
         tx.commit().await?;
         conn.done();
+        if deleted.is_some() {
+            self.events_committed();
+        }
         Ok(deleted)
     }
 
@@ -796,6 +796,9 @@ impl Store {
         self.check_deleted(&mut tx, &targets).await?;
         tx.commit().await?;
         conn.done();
+        if !deleted.is_empty() {
+            self.events_committed();
+        }
         Ok(deleted)
     }
 
@@ -827,14 +830,11 @@ impl Store {
                                                    'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')),
                         key
                  from cur
-                 returning 1
              ), claims_gone as (
                  delete from unique_claims u using cur
                  where u.res_type = $1 and u.res_id = $2
-             ), woken as (
-                 select pg_notify('fhir_outbox', '') from event
              )
-             select key, version, last_updated, (select count(*) from woken) as woken from cur",
+             select key, version, last_updated from cur",
         )
         .bind(rtype.as_str())
         .bind(id)

@@ -42,6 +42,8 @@ pub struct Transaction<'s> {
     written: Vec<(ResourceType, Id, Vec<LocalReference>)>,
     /// The resources deleted since the last integrity check.
     deleted: Vec<(ResourceType, Id)>,
+    /// Whether the unit wrote any change event (its commit announces them).
+    has_events: bool,
 }
 
 /// A resource for [`Transaction::create_all`].
@@ -84,6 +86,7 @@ impl Store {
             at,
             written: Vec::new(),
             deleted: Vec::new(),
+            has_events: false,
         })
     }
 }
@@ -104,6 +107,9 @@ impl Transaction<'_> {
         };
         PgTransactionManager::commit(&mut conn).await?;
         conn.done();
+        if self.has_events {
+            self.store.events_committed();
+        }
         Ok(())
     }
 
@@ -255,6 +261,7 @@ impl Transaction<'_> {
                 StoreError::Database(sqlx::Error::Protocol("an id to create is taken".to_owned())),
             ));
         };
+        self.has_events = true;
         let mut stored = Vec::with_capacity(firsts.len());
         for first in firsts {
             let id = first.id.clone();
@@ -298,6 +305,7 @@ impl Transaction<'_> {
                 .await?
             {
                 self.written.push((rtype, id.clone(), references));
+                self.has_events = true;
                 return Ok(stored);
             }
         }
@@ -330,6 +338,7 @@ impl Transaction<'_> {
             .await?;
         if deleted.is_some() {
             self.deleted.push((rtype, id.clone()));
+            self.has_events = true;
         }
         Ok(deleted)
     }

@@ -275,19 +275,79 @@ async fn concurrent_claims_get_disjoint_batches(pool: PgPool) {
     assert_eq!(unsent, 0);
 }
 
-#[sqlx::test(migrator = "store::MIGRATOR")]
-async fn a_committed_write_notifies_the_relay(pool: PgPool) {
-    let store = Store::from_pool(pool);
-    let mut listener = store.listen_outbox().await.unwrap();
-    store
-        .create(ResourceType::Patient, patient(), &[], None)
-        .await
-        .unwrap();
+/// Waits for the next notification on the outbox channel.
+async fn announced(listener: &mut sqlx::postgres::PgListener) {
     let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(notification.channel(), store::OUTBOX_CHANNEL);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_committed_write_notifies_the_relay(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let mut listener = store.listen_outbox().await.unwrap();
+    let Created::New(created) = store
+        .create(ResourceType::Patient, patient(), &[], None)
+        .await
+        .unwrap()
+    else {
+        panic!("not created");
+    };
+    announced(&mut listener).await;
+    store
+        .update(ResourceType::Patient, &created.id, patient(), None, &[])
+        .await
+        .unwrap();
+    announced(&mut listener).await;
+    store
+        .delete(ResourceType::Patient, &created.id)
+        .await
+        .unwrap();
+    announced(&mut listener).await;
+    let mut unit = store.begin().await.unwrap();
+    unit.update(
+        ResourceType::Patient,
+        &id("in-a-unit"),
+        patient(),
+        None,
+        &[],
+    )
+    .await
+    .unwrap();
+    unit.commit().await.unwrap();
+    announced(&mut listener).await;
+}
+
+/// Whether a notification arrives within a moment.
+async fn quiet(listener: &mut sqlx::postgres::PgListener) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), listener.recv())
+        .await
+        .is_err()
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_unit_is_announced_once_committed_and_not_when_rolled_back(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let mut listener = store.listen_outbox().await.unwrap();
+    let mut unit = store.begin().await.unwrap();
+    unit.update(ResourceType::Patient, &id("kept"), patient(), None, &[])
+        .await
+        .unwrap();
+    assert!(quiet(&mut listener).await, "announced before the commit");
+    unit.commit().await.unwrap();
+    announced(&mut listener).await;
+
+    let mut unit = store.begin().await.unwrap();
+    unit.update(ResourceType::Patient, &id("dropped"), patient(), None, &[])
+        .await
+        .unwrap();
+    drop(unit);
+    assert!(
+        quiet(&mut listener).await,
+        "a rolled-back unit was announced"
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
