@@ -3,10 +3,11 @@
 //! through the store like any other write, so it has its history and its own change event.
 //!
 //! Exactly once, through the database: the Account's id is derived from the Patient's
-//! ([`account_id`]), and it is written only when no resource ever had that id, under a
-//! transaction-scoped advisory lock on the id. A redelivered event, the same event
-//! published twice, or several workers racing on it all find the Account there and write
-//! nothing; an Account deleted since is not brought back. A Patient deleted before its event
+//! ([`account_id`]), and it is written only when no resource ever had that id: the insert
+//! of version 1 does nothing when the id is taken ([`Store::create_new`]), and of
+//! concurrent inserts of one id the others wait for the first to commit. A redelivered
+//! event, the same event published twice, or several workers racing on it all find the
+//! Account there and write nothing; an Account deleted since is not brought back. A Patient deleted before its event
 //! is handled gets none: the store refuses an Account that would refer to nothing
 //! (referential integrity). See `docs/analytics.md`.
 //!
@@ -19,7 +20,7 @@ use fhir_core::resource::{self, Format};
 use fhir_core::{Id, Issue, ResourceType};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use store::{Store, StoreError};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -158,7 +159,7 @@ pub enum AccountError {
     /// The store refused the write or could not be reached.
     #[error("store error: {0}")]
     Store(#[from] StoreError),
-    /// The lock could not be taken.
+    /// The Account could not be encoded.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -187,39 +188,37 @@ impl AccountError {
     }
 }
 
-/// Writes billing Accounts through the store, one at a time per Patient.
+/// Writes billing Accounts through the store.
 #[derive(Debug, Clone)]
 pub struct AccountWriter {
     store: Store,
-    /// Connections that hold the per-Account advisory lock while the store writes.
-    locks: PgPool,
 }
 
 impl AccountWriter {
-    /// The worker's writer: one Account written at a time per task, each task with a
-    /// store connection and a lock connection of its own. Fails when the database cannot
-    /// be reached or the store's search parameter definitions do not load.
+    /// The worker's writer: a store connection per task. Fails when the database cannot be
+    /// reached or the store's search parameter definitions do not load.
     pub async fn connect(config: &Config) -> Result<Self, StoreError> {
         let tasks = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
         let store = Store::connect(&config.database_url, tasks).await?;
-        let locks = lock_pool((*store.pool().connect_options()).clone(), tasks);
-        Ok(AccountWriter { store, locks })
+        Ok(AccountWriter { store })
     }
 
-    /// A writer on the database of `pool` with connections of its own, opened on first
-    /// use: up to `connections` for the store and as many for the locks (tests, and
-    /// callers that hold a pool already).
+    /// A writer on the database of `pool` with up to `connections` of its own, opened on
+    /// first use (tests, and callers that hold a pool already).
     pub fn new(pool: &PgPool, connections: u32) -> Self {
         let options = (*pool.connect_options()).clone();
+        let own = PgPoolOptions::new()
+            .max_connections(connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
         AccountWriter {
-            store: Store::from_pool(lock_pool(options.clone(), connections)),
-            locks: lock_pool(options, connections),
+            store: Store::from_pool(own),
         }
     }
 
     /// Creates the billing Account of Patient `patient_id` (the stored `patient`) unless a
     /// resource with its id exists or existed. Concurrent calls for one Patient write it
-    /// once: the check and the write run under an advisory lock on the Account id.
+    /// once.
     pub async fn ensure(&self, patient_id: &str, patient: &Value) -> Result<Ensured, AccountError> {
         let _: Id = patient_id.parse().map_err(|_| AccountError::PatientId)?;
         let account = account_for(patient_id, patient);
@@ -228,37 +227,17 @@ impl AccountWriter {
         let account = resource::parse(&body, Format::Json, ResourceType::Account)
             .map_err(AccountError::Invalid)?;
         let id = account_id(patient_id);
-
-        let mut lock = self.locks.begin().await?;
-        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("billing account {id}"))
-            .execute(&mut *lock)
-            .await?;
-        let ensured = match self.store.read(ResourceType::Account, &id).await? {
-            Some(_) => Ensured::Exists,
-            None => match self
-                .store
-                .update(ResourceType::Account, &id, account, None, &[])
-                .await
-            {
-                Ok(_) => Ensured::Created,
-                Err(StoreError::DanglingReference { .. }) => Ensured::PatientGone,
-                Err(error) => return Err(error.into()),
-            },
-        };
-        // Ending the transaction releases the lock; a failed commit releases it too.
-        lock.commit().await?;
-        Ok(ensured)
+        match self
+            .store
+            .create_new(ResourceType::Account, &id, account, &[])
+            .await
+        {
+            Ok(Some(_)) => Ok(Ensured::Created),
+            Ok(None) => Ok(Ensured::Exists),
+            Err(StoreError::DanglingReference { .. }) => Ok(Ensured::PatientGone),
+            Err(error) => Err(error.into()),
+        }
     }
-}
-
-/// A pool of up to `connections`, opened on first use. The locks never share a pool with
-/// the store, so that a lock held while the store writes cannot starve the store.
-fn lock_pool(options: PgConnectOptions, connections: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(connections.max(1))
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_lazy_with(options)
 }
 
 /// Handles deliveries of the account queue, one at a time: a `Patient.create` event gets

@@ -395,6 +395,51 @@ impl Store {
         }
     }
 
+    /// Creates `type/id` (a client-assigned id, as an update-as-create does) unless a
+    /// resource with that id exists or ever existed: then `None`, and nothing is written.
+    /// One statement, checking the references when the store checks writes; of concurrent
+    /// calls for one id, one writes and the others wait for its commit and find it.
+    pub async fn create_new(
+        &self,
+        rtype: ResourceType,
+        id: &Id,
+        mut resource: Value,
+        claims: &[Claim],
+    ) -> Result<Option<Stored>, StoreError> {
+        stamp(&mut resource, id, VersionId::FIRST, placeholder_time());
+        let content =
+            serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let mut first = First {
+            rtype,
+            id,
+            content,
+            claims,
+            indexed: self.index_values(rtype, &resource).await?,
+        };
+        let mut conn = self.conn().await?;
+        let at = self
+            .insert_one(
+                &mut conn,
+                None,
+                Method::Put,
+                &mut first,
+                self.integrity.writes,
+            )
+            .await?;
+        conn.done();
+        let Some(at) = at else {
+            return Ok(None);
+        };
+        self.events_committed();
+        Ok(Some(Stored {
+            id: id.clone(),
+            version: VersionId::FIRST,
+            last_updated: at,
+            content: first.content,
+            created: true,
+        }))
+    }
+
     /// Inserts version 1 of each of `new`, with their history rows, search index rows,
     /// reference records, claims and `create` events, in one statement and one round trip.
     /// The version's `lastUpdated` is `at` (a transaction's clock) or, when `None`, the

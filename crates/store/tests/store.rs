@@ -196,6 +196,64 @@ async fn delete_writes_one_tombstone_and_update_revives(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
+async fn create_new_writes_an_id_only_if_it_never_existed(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let (p, gone) = (id("p"), id("gone"));
+    let first = store
+        .create_new(ResourceType::Patient, &p, patient("p"), &[])
+        .await;
+    assert!(matches!(first, Ok(Some(ref s)) if s.created && s.version == VersionId::FIRST));
+    // Taken: nothing written, the current version stays.
+    let again = store
+        .create_new(
+            ResourceType::Patient,
+            &p,
+            json!({"resourceType": "Patient", "id": "p"}),
+            &[],
+        )
+        .await;
+    assert!(matches!(again, Ok(None)));
+    let current = store.read(ResourceType::Patient, &p).await.ok().flatten();
+    assert!(
+        current.is_some_and(|c| c.version == VersionId::FIRST
+            && c.content.is_some_and(|text| text.contains("active")))
+    );
+    // Deleted: not brought back.
+    assert!(
+        store
+            .update(ResourceType::Patient, &gone, patient("gone"), None, &[])
+            .await
+            .is_ok()
+    );
+    assert!(store.delete(ResourceType::Patient, &gone).await.is_ok());
+    let revived = store
+        .create_new(ResourceType::Patient, &gone, patient("gone"), &[])
+        .await;
+    assert!(matches!(revived, Ok(None)));
+    // Concurrent calls for one id: one writes.
+    let racing = id("racing");
+    let written = futures::future::join_all(
+        (0..8).map(|_| store.create_new(ResourceType::Patient, &racing, patient("racing"), &[])),
+    )
+    .await;
+    assert_eq!(
+        written.iter().filter(|w| matches!(w, Ok(Some(_)))).count(),
+        1
+    );
+    assert!(written.iter().all(Result::is_ok));
+    // A reference to nothing is refused.
+    let account = json!({"resourceType": "Account", "id": "a", "status": "active",
+                         "subject": [{"reference": "Patient/nobody"}]});
+    let dangling = store
+        .create_new(ResourceType::Account, &id("a"), account, &[])
+        .await;
+    assert!(matches!(
+        dangling,
+        Err(StoreError::DanglingReference { .. })
+    ));
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
 async fn claims_are_unique_among_current_resources(pool: PgPool) {
     let store = Store::from_pool(pool);
     let (a, b) = (id("a"), id("b"));
