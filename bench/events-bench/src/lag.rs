@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::mpsc;
@@ -49,7 +49,9 @@ struct Sample {
 struct Generator {
     client: reqwest::Client,
     base: String,
-    patient: Map<String, Value>,
+    /// The Patient without `id`, serialised once: the generator shares the server's
+    /// cores, so it spends as little as it can per write.
+    patient: String,
     /// Ids created so far, for the updates.
     created: Mutex<Vec<String>>,
 }
@@ -65,7 +67,7 @@ pub async fn run(base: &str, patient: &Path, rate: u32, seconds: u32) -> anyhow:
             .timeout(Duration::from_secs(60))
             .build()?,
         base: base.trim_end_matches('/').to_owned(),
-        patient: crate::patient(patient)?,
+        patient: serde_json::to_string(&crate::patient(patient)?)?,
         created: Mutex::new(Vec::new()),
     });
     let pool = PgPoolOptions::new()
@@ -198,27 +200,49 @@ impl Generator {
         } else {
             None
         };
-        let mut body = self.patient.clone();
         let request = match &target {
             Some(id) => {
-                body.insert("id".into(), json!(id));
-                self.client.put(format!("{}/Patient/{id}", self.base))
+                // `{"id":"…",` then the rest of the Patient's members.
+                let body = format!(r#"{{"id":{},{}"#, json!(id), &self.patient[1..]);
+                self.client
+                    .put(format!("{}/Patient/{id}", self.base))
+                    .body(body)
             }
-            None => self.client.post(format!("{}/Patient", self.base)),
+            None => self
+                .client
+                .post(format!("{}/Patient", self.base))
+                .body(self.patient.clone()),
         };
         let response = request
             .header("content-type", "application/fhir+json")
-            .body(serde_json::to_vec(&body)?)
             .send()
             .await?;
         let status = response.status();
         ensure!(status.is_success(), "answered {status}");
-        let stored: Value = serde_json::from_slice(&response.bytes().await?)?;
-        let id = stored["id"].as_str().context("no id")?.to_owned();
-        let version = stored["meta"]["versionId"]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .context("no meta.versionId")?;
+        // The version from `ETag` (`W/"n"`), a new id from `Location`
+        // (`…/Patient/{id}/_history/{n}`), rather than from parsing the body; the body is
+        // read so that the connection is reused.
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .with_context(|| format!("no {name}"))
+        };
+        let version: i64 = header("etag")?
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .parse()
+            .context("ETag is not a version")?;
+        let id = match &target {
+            Some(id) => id.clone(),
+            None => header("location")?
+                .rsplit('/')
+                .nth(2)
+                .context("Location is not a version's URL")?
+                .to_owned(),
+        };
+        response.bytes().await?;
         if target.is_none() {
             self.created
                 .lock()
@@ -285,12 +309,19 @@ async fn track(
             return Ok((lags, waiting));
         }
         let polled = Instant::now();
-        let ids: Vec<&str> = pending.keys().map(String::as_str).collect();
+        // Only the ids whose oldest pending version is applied come back.
+        let (ids, versions): (Vec<&str>, Vec<i64>) = pending
+            .iter()
+            .filter_map(|(id, writes)| Some((id.as_str(), writes.iter().map(|w| w.0).min()?)))
+            .unzip();
         let applied: Vec<(String, i64)> = sqlx::query_as(
-            "select id, version from analytics.applied_versions
-             where res_type = 'Patient' and id = any($1)",
+            "select a.id, a.version
+             from unnest($1::text[], $2::int8[]) as w(id, version)
+             join analytics.applied_versions a
+               on a.res_type = 'Patient' and a.id = w.id and a.version >= w.version",
         )
         .bind(&ids)
+        .bind(&versions)
         .fetch_all(&pool)
         .await?;
         for (id, version) in applied {
