@@ -61,6 +61,37 @@ pub(crate) fn new_event_id() -> String {
     Uuid::new_v4().to_string()
 }
 
+/// How many of the oldest unsent events a claim looks at, per event it may take.
+const CLAIM_SCAN: i64 = 2;
+
+/// The claim of [`Store::claim_outbox`]: up to `$1` events, oldest first and not locked by
+/// another relay, among the `$2` oldest unsent ones (`prefix`), each the oldest of its
+/// resource there (`heads`).
+/// An older unsent event of the same resource has a smaller id, so it is in the prefix
+/// whenever the newer one is: looking at the prefix alone is enough to keep each resource's
+/// events in order. Each step reads a bounded number of rows by index, whatever the
+/// backlog and however stale the table's statistics: a burst of writes can leave them
+/// saying that nothing is unsent, and a claim written as one `not exists` join over the
+/// unsent rows was then planned as a scan of every unsent row per row taken, which took
+/// over a second per batch once the backlog reached tens of thousands and made the relay
+/// fall further behind. The last step locks by primary key only (no condition on
+/// `sent_at`, so no partial index is a candidate), and a row another relay marked sent
+/// meanwhile comes back with `unsent` false.
+const CLAIM: &str = "
+    with prefix as materialized (
+        select id, res_key from outbox where sent_at is null order by id limit $2
+    ), heads as materialized (
+        select id
+        from (select id, res_key, min(id) over (partition by res_key) as head from prefix) p
+        where res_key is null or id = head
+    )
+    select id, event_id::text as event_id, routing_key, payload::text as payload,
+           sent_at is null as unsent
+    from outbox
+    where id = any(array(select id from heads))
+    order by id limit $1
+    for update skip locked";
+
 /// One unsent event.
 #[derive(Debug, Clone)]
 pub struct OutboxEvent {
@@ -123,21 +154,15 @@ impl Store {
     /// sent or dropped.
     pub async fn claim_outbox(&self, limit: i64) -> Result<OutboxBatch, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "select id, event_id::text as event_id, routing_key, payload::text as payload
-             from outbox o where sent_at is null
-             and not exists (
-                 select 1 from outbox e
-                 where e.res_key = o.res_key and e.sent_at is null and e.id < o.id
-             )
-             order by id limit $1
-             for update skip locked",
-        )
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(CLAIM)
+            .bind(limit)
+            .bind(limit.saturating_mul(CLAIM_SCAN))
+            .fetch_all(&mut *tx)
+            .await?;
         let events = rows
             .into_iter()
+            // Sent by another relay since this statement's snapshot: locked, but not ours.
+            .filter(|row| row.get::<bool, _>("unsent"))
             .map(|row| {
                 let event_id: String = row.get("event_id");
                 Ok(OutboxEvent {

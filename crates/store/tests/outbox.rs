@@ -442,3 +442,17 @@ async fn the_changes_of_one_resource_are_claimed_in_version_order(pool: PgPool) 
     }
     assert!(store.claim_outbox(100).await.unwrap().events().is_empty());
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn events_of_no_resource_are_claimed_together(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    sqlx::query(
+        "insert into outbox (event_id, routing_key, payload)
+         select gen_random_uuid(), 'Patient.create', '{}' from generate_series(1, 3)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let batch = store.claim_outbox(100).await.unwrap();
+    assert_eq!(batch.events().len(), 3);
+}
