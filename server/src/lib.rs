@@ -144,12 +144,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);
     let relay = if config.events {
-        Some(tokio::spawn(relay::run(
-            store.clone(),
+        Some(relay::spawn(
+            config.database_url.clone(),
             config.rabbitmq_url.clone(),
             config.outbox_retention,
             relay_stopped,
-        )))
+        )?)
     } else {
         tracing::info!("FHIR_EVENTS is false: change events stay in the outbox");
         None
@@ -166,13 +166,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_relay.send(true);
     exports.abort();
     if let Some(relay) = relay {
-        let abort = relay.abort_handle();
-        if tokio::time::timeout(RELAY_STOP_TIMEOUT, relay)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
+        // Past the timeout the relay's thread ends with the process.
+        let _ = tokio::time::timeout(RELAY_STOP_TIMEOUT, relay).await;
     }
     served?;
     tracing::info!("stopped");
