@@ -7,9 +7,9 @@
 //! of version 1 does nothing when the id is taken ([`Store::create_new`]), and of
 //! concurrent inserts of one id the others wait for the first to commit. A redelivered
 //! event, the same event published twice, or several workers racing on it all find the
-//! Account there and write nothing; an Account deleted since is not brought back. A Patient deleted before its event
-//! is handled gets none: the store refuses an Account that would refer to nothing
-//! (referential integrity). See `docs/analytics.md`.
+//! Account there and write nothing; an Account deleted since is not brought back. A
+//! Patient deleted before its event is handled gets none: the store refuses an Account that
+//! would refer to nothing (referential integrity). See `docs/analytics.md`.
 //!
 //! Logs name event ids and outcomes, never a name or any other content.
 
