@@ -145,7 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);
     let relay = if config.events {
         Some(relay::spawn(
-            config.database_url.clone(),
+            &store,
             config.rabbitmq_url.clone(),
             config.outbox_retention,
             relay_stopped,

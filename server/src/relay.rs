@@ -128,8 +128,8 @@ async fn prune(store: &Store, retention: Duration) {
     }
 }
 
-/// Starts [`run`] on a thread of its own, with its own runtime and its own database
-/// connections to `database_url`; the receiver completes once it has stopped.
+/// Starts [`run`] on a thread of its own, with its own runtime and `store` on connections
+/// of its own ([`Store::with_own_connections`]); the receiver completes once it has stopped.
 ///
 /// Not a task of the server's runtime: under load that runtime has hundreds of requests to
 /// poll, and a relay that was one task among them fell behind them (at 650 writes a second
@@ -137,12 +137,13 @@ async fn prune(store: &Store, retention: Duration) {
 /// alone publishes 10,000 events a second). The operating system shares the cores between
 /// the relay's thread and the server's, whatever the server's queue.
 pub fn spawn(
-    database_url: String,
+    store: &Store,
     url: String,
     retention: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<oneshot::Receiver<()>> {
     let (stopped, done) = oneshot::channel();
+    let store = store.clone();
     std::thread::Builder::new()
         .name("relay".into())
         .spawn(move || {
@@ -150,37 +151,15 @@ pub fn spawn(
                 .enable_all()
                 .build()
             {
+                // Inside the runtime: the pools' connections and tasks belong to it.
                 Ok(runtime) => runtime.block_on(async move {
-                    if let Some(store) = connect(&database_url, shutdown.clone()).await {
-                        run(store, url, retention, shutdown).await;
-                    }
+                    run(store.with_own_connections(1), url, retention, shutdown).await;
                 }),
                 Err(error) => tracing::error!(%error, "the change event relay cannot start"),
             }
             let _ = stopped.send(());
         })?;
     Ok(done)
-}
-
-/// The relay's store, connected on its thread's runtime; retried with a back-off while the
-/// database cannot be reached, `None` once `shutdown` turned true.
-async fn connect(database_url: &str, mut shutdown: watch::Receiver<bool>) -> Option<Store> {
-    let mut backoff = MIN_BACKOFF;
-    while !*shutdown.borrow() {
-        match Store::connect(database_url, 1).await {
-            Ok(store) => return Some(store),
-            Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,
-                    "the change event relay cannot reach the database");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.changed() => {}
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-    None
 }
 
 /// Runs the relay until `shutdown` turns true (or its sender is dropped); every

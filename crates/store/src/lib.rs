@@ -60,16 +60,21 @@ pub struct Store {
 /// Connections of [`Store::pool`], beside the request paths' ones.
 const SIDE_CONNECTIONS: u32 = 3;
 
+/// The pool of [`Store::pool`], opened on first use.
+fn side_pool(options: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(SIDE_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(options)
+}
+
 impl Store {
     /// Connects to `database_url`: at most `max_connections` for requests, plus a few
     /// for migrations and the outbox relay. Fails when PostgreSQL cannot be reached, or
     /// when the built-in search parameter definitions do not load.
     pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let options: PgConnectOptions = database_url.parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(SIDE_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options.clone());
+        let pool = side_pool(options.clone());
         let store = Store {
             conns: pool::Pool::new(options, max_connections as usize),
             pool,
@@ -81,6 +86,21 @@ impl Store {
         store.index.registry()?;
         store.conn().await?.done();
         Ok(store)
+    }
+
+    /// The same store (definitions, settings) on connections of its own, opened on first
+    /// use: `request_connections` for requests, and a few beside them. Made on a thread
+    /// with a runtime of its own, its connections belong to that runtime.
+    pub fn with_own_connections(&self, request_connections: usize) -> Self {
+        let options = (*self.pool.connect_options()).clone();
+        Store {
+            conns: pool::Pool::new(options.clone(), request_connections),
+            pool: side_pool(options),
+            index: Arc::clone(&self.index),
+            search: Arc::clone(&self.search),
+            integrity: self.integrity,
+            announcer: outbox::Announcer::default(),
+        }
     }
 
     /// A store on the database of an existing pool, with as many request connections
