@@ -3,6 +3,9 @@
 //! fact row. A redelivered event or an older version changes nothing, so deliveries may
 //! repeat and arrive in any order.
 
+use std::cmp::Reverse;
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use events::{Action, DecodeError, Envelope};
 use sqlx::{PgConnection, PgPool};
@@ -103,92 +106,129 @@ pub async fn apply(pool: &PgPool, change: &Change) -> Result<Applied, sqlx::Erro
 }
 
 /// Applies several changes in one transaction, each with its processed marker: all of
-/// them or none. They are applied by resource, then version, so that two transactions
-/// touching the same resources lock their rows in the same order. Returns what each
-/// change did, in the order given.
+/// them or none. The statements are per batch, not per change: the markers, the
+/// registrations, the version claims and each table's facts are one statement each. Of
+/// several fresh changes to one resource only the newest can change its facts (the others
+/// are [`Applied::Stale`], as they would be applied one after the other), and resources
+/// are claimed in one order, so that two transactions touching the same resources lock
+/// their rows in the same order. Returns what each change did, in the order given.
 pub async fn apply_all(pool: &PgPool, changes: &[Change]) -> Result<Vec<Applied>, sqlx::Error> {
-    let mut order: Vec<usize> = (0..changes.len()).collect();
-    order.sort_by_key(|&index| {
-        let change = &changes[index];
-        (
-            change.kind,
-            change.id.as_str(),
-            change.version,
-            change.event_id,
-        )
-    });
+    let mut outcomes = vec![Applied::Duplicate; changes.len()];
     let mut tx = pool.begin().await?;
     sqlx::query("select pg_advisory_xact_lock_shared($1)")
         .bind(PROJECTION_LOCK)
         .execute(&mut *tx)
         .await?;
-    let mut outcomes = vec![Applied::Duplicate; changes.len()];
-    for index in order {
-        outcomes[index] = apply_in(&mut tx, &changes[index]).await?;
+
+    // Markers, in event id order; of two copies of one event in the batch, the first counts.
+    let mut event_ids: Vec<Uuid> = changes.iter().map(|c| c.event_id).collect();
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    let fresh: HashSet<Uuid> = sqlx::query_scalar(
+        "insert into analytics.processed_events (event_id)
+         select * from unnest($1::uuid[]) order by 1
+         on conflict (event_id) do nothing
+         returning event_id",
+    )
+    .bind(&event_ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut seen = HashSet::new();
+    let fresh: Vec<usize> = (0..changes.len())
+        .filter(|&i| fresh.contains(&changes[i].event_id) && seen.insert(changes[i].event_id))
+        .collect();
+
+    // Registration is the time of version 1, whatever was applied since.
+    let (registered, at): (Vec<&str>, Vec<DateTime<Utc>>) = fresh
+        .iter()
+        .map(|&i| &changes[i])
+        .filter(|c| c.kind == Kind::Patient && c.version == 1)
+        .map(|c| (c.id.as_str(), c.last_updated))
+        .unzip();
+    if !registered.is_empty() {
+        sqlx::query(
+            "insert into analytics.patient_registrations (id, registered_at)
+             select * from unnest($1::text[], $2::timestamptz[])
+             on conflict (id) do nothing",
+        )
+        .bind(&registered)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
     }
+
+    // The newest fresh change of each resource claims its version; the row lock taken
+    // also serialises concurrent changes to one resource.
+    for &i in &fresh {
+        outcomes[i] = Applied::Stale;
+    }
+    let mut newest: Vec<usize> = fresh;
+    newest.sort_by_key(|&i| {
+        let c = &changes[i];
+        (c.kind, c.id.as_str(), Reverse(c.version), c.event_id)
+    });
+    newest.dedup_by_key(|i| (changes[*i].kind, changes[*i].id.as_str()));
+    let (mut types, mut ids, mut versions, mut deletes) = (vec![], vec![], vec![], vec![]);
+    for change in newest.iter().map(|&i| &changes[i]) {
+        types.push(change.kind.as_str());
+        ids.push(change.id.as_str());
+        versions.push(change.version);
+        deletes.push(change.facts.is_none());
+    }
+    let claimed: HashSet<(String, String)> = sqlx::query_as(
+        "insert into analytics.applied_versions as applied (res_type, id, version, deleted)
+         select * from unnest($1::text[], $2::text[], $3::int8[], $4::boolean[])
+         on conflict (res_type, id) do update
+         set version = excluded.version, deleted = excluded.deleted
+         where applied.version < excluded.version
+         returning res_type, id",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .bind(&versions)
+    .bind(&deletes)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+
+    let mut batch = Batch::default();
+    let mut removed: Vec<(Kind, &str)> = Vec::new();
+    for &i in &newest {
+        let change = &changes[i];
+        if !claimed.contains(&(change.kind.as_str().to_owned(), change.id.clone())) {
+            continue;
+        }
+        outcomes[i] = Applied::Applied;
+        match &change.facts {
+            None => removed.push((change.kind, &change.id)),
+            Some(facts) => batch.push(change.id.clone(), facts.clone()),
+        }
+    }
+    for kind in Kind::ALL {
+        let ids: Vec<&str> = removed
+            .iter()
+            .filter(|r| r.0 == kind)
+            .map(|r| r.1)
+            .collect();
+        if !ids.is_empty() {
+            remove(&mut tx, kind, &ids).await?;
+        }
+    }
+    batch.write(&mut tx).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
 
-async fn apply_in(conn: &mut PgConnection, change: &Change) -> Result<Applied, sqlx::Error> {
-    let fresh = sqlx::query(
-        "insert into analytics.processed_events (event_id) values ($1::uuid)
-         on conflict (event_id) do nothing",
-    )
-    .bind(change.event_id.to_string())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if fresh == 0 {
-        return Ok(Applied::Duplicate);
-    }
-    // Registration is the time of version 1, whatever was applied since.
-    if change.kind == Kind::Patient && change.version == 1 {
-        sqlx::query(
-            "insert into analytics.patient_registrations (id, registered_at) values ($1, $2)
-             on conflict (id) do nothing",
-        )
-        .bind(&change.id)
-        .bind(change.last_updated)
-        .execute(&mut *conn)
-        .await?;
-    }
-    // The row lock taken here also serialises concurrent changes to one resource.
-    let claimed = sqlx::query(
-        "insert into analytics.applied_versions as applied (res_type, id, version, deleted)
-         values ($1, $2, $3, $4)
-         on conflict (res_type, id) do update
-         set version = excluded.version, deleted = excluded.deleted
-         where applied.version < excluded.version",
-    )
-    .bind(change.kind.as_str())
-    .bind(&change.id)
-    .bind(change.version)
-    .bind(change.facts.is_none())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if claimed == 0 {
-        return Ok(Applied::Stale);
-    }
-    match &change.facts {
-        None => remove(conn, change.kind, &change.id).await?,
-        Some(facts) => {
-            let mut batch = Batch::default();
-            batch.push(change.id.clone(), facts.clone());
-            batch.write(conn).await?;
-        }
-    }
-    Ok(Applied::Applied)
-}
-
-async fn remove(conn: &mut PgConnection, kind: Kind, id: &str) -> Result<(), sqlx::Error> {
+async fn remove(conn: &mut PgConnection, kind: Kind, ids: &[&str]) -> Result<(), sqlx::Error> {
     let sql = match kind {
-        Kind::Patient => "delete from analytics.patient_facts where id = $1",
-        Kind::Account => "delete from analytics.account_facts where id = $1",
-        Kind::Invoice => "delete from analytics.invoice_facts where id = $1",
+        Kind::Patient => "delete from analytics.patient_facts where id = any($1)",
+        Kind::Account => "delete from analytics.account_facts where id = any($1)",
+        Kind::Invoice => "delete from analytics.invoice_facts where id = any($1)",
     };
-    sqlx::query(sql).bind(id).execute(conn).await?;
+    sqlx::query(sql).bind(ids).execute(conn).await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use analytics_worker::reports::{
     AccountReport, AccountsPerPatient, Count, InvoiceReport, PatientReport, Reports, StateCount,
     Totals,
 };
+use analytics_worker::{Applied, Change, apply, apply_all};
 use fhir_core::ResourceType::{Account, Invoice, Patient};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -334,6 +335,44 @@ async fn duplicated_and_reordered_deliveries_do_not_change_the_reports(pool: PgP
     assert_eq!(assert_equals_rebuild(&pool).await, in_order);
     assert!(in_order.reports.patients.total > 0 && in_order.reports.invoices.total > 0);
     broker.remove().await;
+}
+
+/// Batches as the worker forms them under load: several versions of one resource, and
+/// copies of one event, in one transaction. Each batch is applied as if its changes came
+/// one after the other.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn batches_with_copies_and_several_versions_apply_as_one_by_one(pool: PgPool) {
+    let data = Data::new(&pool);
+    support::churn(&data, 24).await;
+    let events = outbox(&pool).await;
+    let changes: Vec<Change> = events
+        .iter()
+        .filter_map(|e| Change::decode(&e.payload).unwrap())
+        .collect();
+
+    for change in &changes {
+        apply(&pool, change).await.unwrap();
+    }
+    let one_by_one = support::snapshot(&pool).await;
+
+    support::reset_projections(&pool).await;
+    let mut redelivered = changes.clone();
+    redelivered.extend(changes.iter().step_by(3).cloned());
+    let redelivered = support::shuffled(&redelivered, 11);
+    let mut outcomes = Vec::new();
+    for batch in redelivered.chunks(40) {
+        outcomes.extend(apply_all(&pool, batch).await.unwrap());
+    }
+    let count = |wanted: Applied| outcomes.iter().filter(|o| **o == wanted).count();
+    assert_eq!(count(Applied::Duplicate), redelivered.len() - changes.len());
+    assert!(
+        count(Applied::Stale) > 0,
+        "older versions came after or beside newer ones"
+    );
+
+    assert_eq!(support::snapshot(&pool).await, one_by_one);
+    assert_eq!(processed(&pool).await, changes.len() as i64);
+    assert_eq!(assert_equals_rebuild(&pool).await, one_by_one);
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

@@ -25,7 +25,7 @@ use crate::stats::Sorted;
 use crate::{emit, env};
 
 /// How often the tracker looks for applied versions.
-const POLL: Duration = Duration::from_millis(5);
+const POLL: Duration = Duration::from_millis(20);
 /// How long, after the last answer, writes not yet applied are waited for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// A write sent later than this after its scheduled time counts as late.
