@@ -4,7 +4,7 @@
 //!
 //! Exactly once, through the database: the Account's id is derived from the Patient's
 //! ([`account_id`]), and it is written only when no resource ever had that id: the insert
-//! of version 1 does nothing when the id is taken ([`Store::create_new`]), and of
+//! of version 1 does nothing when the id is taken ([`Store::create_new_all`]), and of
 //! concurrent inserts of one id the others wait for the first to commit. A redelivered
 //! event, the same event published twice, or several workers racing on it all find the
 //! Account there and write nothing; an Account deleted since is not brought back. A
@@ -21,7 +21,7 @@ use fhir_core::{Id, Issue, ResourceType};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use store::{Store, StoreError};
+use store::{NewOutcome, Store, StoreError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -220,73 +220,182 @@ impl AccountWriter {
     /// resource with its id exists or existed. Concurrent calls for one Patient write it
     /// once.
     pub async fn ensure(&self, patient_id: &str, patient: &Value) -> Result<Ensured, AccountError> {
-        let _: Id = patient_id.parse().map_err(|_| AccountError::PatientId)?;
-        let account = account_for(patient_id, patient);
-        // The gate every write passes: the R4 definitions, then the strict R4 model.
-        let body = serde_json::to_vec(&account).map_err(|e| sqlx::Error::Encode(e.into()))?;
-        let account = resource::parse(&body, Format::Json, ResourceType::Account)
-            .map_err(AccountError::Invalid)?;
-        let id = account_id(patient_id);
-        match self
-            .store
-            .create_new(ResourceType::Account, &id, account, &[])
-            .await
-        {
-            Ok(Some(_)) => Ok(Ensured::Created),
-            Ok(None) => Ok(Ensured::Exists),
-            Err(StoreError::DanglingReference { .. }) => Ok(Ensured::PatientGone),
-            Err(error) => Err(error.into()),
+        let mut results = self.ensure_all(&[(patient_id, patient)]).await?;
+        results.pop().unwrap_or(Ok(Ensured::Exists))
+    }
+
+    /// [`AccountWriter::ensure`] for several Patients at once: the valid Accounts are
+    /// written by one statement, in one commit. The outer error is the database's, about
+    /// them all; an inner one is about that Patient's Account alone.
+    pub async fn ensure_all(
+        &self,
+        patients: &[(&str, &Value)],
+    ) -> Result<Vec<Result<Ensured, AccountError>>, AccountError> {
+        let mut results: Vec<Option<Result<Ensured, AccountError>>> = Vec::new();
+        let mut accounts = Vec::new();
+        // The position in `patients` of each of `accounts`.
+        let mut places = Vec::new();
+        for (place, (patient_id, patient)) in patients.iter().enumerate() {
+            match valid_account(patient_id, patient) {
+                Ok(account) => {
+                    accounts.push((account_id(patient_id), account));
+                    places.push(place);
+                    results.push(None);
+                }
+                Err(error) => results.push(Some(Err(error))),
+            }
         }
+        if !accounts.is_empty() {
+            let outcomes = self
+                .store
+                .create_new_all(ResourceType::Account, accounts)
+                .await?;
+            for (place, outcome) in places.into_iter().zip(outcomes) {
+                results[place] = Some(Ok(match outcome {
+                    NewOutcome::Written => Ensured::Created,
+                    NewOutcome::IdTaken => Ensured::Exists,
+                    NewOutcome::DanglingReference => Ensured::PatientGone,
+                }));
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| result.unwrap_or(Ok(Ensured::Exists)))
+            .collect())
     }
 }
 
-/// Handles deliveries of the account queue, one at a time: a `Patient.create` event gets
-/// its Account ([`AccountWriter::ensure`]); other events are acknowledged untouched;
-/// malformed ones are dead-lettered. An unavailable database is waited for with a
-/// back-off, until `shutdown` turns true.
+/// The billing Account of `patient`, through the gate every write passes: the R4
+/// definitions, then the strict R4 model.
+fn valid_account(patient_id: &str, patient: &Value) -> Result<Value, AccountError> {
+    let _: Id = patient_id.parse().map_err(|_| AccountError::PatientId)?;
+    let account = account_for(patient_id, patient);
+    let body = serde_json::to_vec(&account).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    resource::parse(&body, Format::Json, ResourceType::Account).map_err(AccountError::Invalid)
+}
+
+/// Handles deliveries of the account queue: the `Patient.create` events among them get
+/// their Accounts ([`AccountWriter::ensure_all`], one statement for them all); other
+/// events are acknowledged untouched; malformed ones are dead-lettered. An unavailable
+/// database is waited for with a back-off, until `shutdown` turns true; when the database
+/// refuses the Accounts together, each is tried alone, so that only its event fails.
 pub async fn step(
     writer: &AccountWriter,
     messages: &[Message<'_>],
     shutdown: &mut watch::Receiver<bool>,
 ) -> Vec<Disposition> {
-    let mut dispositions = Vec::with_capacity(messages.len());
-    for message in messages {
-        dispositions.push(handle(writer, message, shutdown).await);
+    let mut dispositions = vec![Disposition::Ack; messages.len()];
+    let mut new_patients = Vec::new();
+    for (position, message) in messages.iter().enumerate() {
+        match new_patient(message) {
+            Ok(Some(envelope)) => new_patients.push((position, envelope)),
+            Ok(None) => {}
+            Err(disposition) => dispositions[position] = disposition,
+        }
+    }
+    let envelopes: Vec<&Envelope> = new_patients.iter().map(|(_, e)| e).collect();
+    let settled = match envelopes.as_slice() {
+        [] => Vec::new(),
+        [one] => vec![ensure_one(writer, one, shutdown).await],
+        several => match ensure_together(writer, several, shutdown).await {
+            Some(settled) => settled,
+            None => {
+                let mut alone = Vec::with_capacity(several.len());
+                for envelope in several {
+                    alone.push(ensure_one(writer, envelope, shutdown).await);
+                }
+                alone
+            }
+        },
+    };
+    for ((position, _), disposition) in new_patients.iter().zip(settled) {
+        dispositions[*position] = disposition;
     }
     dispositions
 }
 
-async fn handle(
+/// The envelope of a `Patient.create` event; `None` for any other event; the disposition
+/// of a malformed one.
+fn new_patient(message: &Message<'_>) -> Result<Option<Envelope>, Disposition> {
+    let envelope = Envelope::decode(message.body).map_err(|error| {
+        tracing::warn!(%error, message_id = message.message_id,
+            "dead-lettering a malformed change event");
+        Disposition::DeadLetter
+    })?;
+    let wanted = envelope.resource.is_some()
+        && envelope.action == Action::Create
+        && envelope.resource_type == "Patient";
+    Ok(wanted.then_some(envelope))
+}
+
+/// The Accounts of several new Patients in one statement, waiting out an unavailable
+/// database; `None` when the database refuses them together.
+async fn ensure_together(
     writer: &AccountWriter,
-    message: &Message<'_>,
+    envelopes: &[&Envelope],
     shutdown: &mut watch::Receiver<bool>,
-) -> Disposition {
-    let envelope = match Envelope::decode(message.body) {
-        Ok(envelope) => envelope,
-        Err(error) => {
-            tracing::warn!(%error, message_id = message.message_id,
-                "dead-lettering a malformed change event");
-            return Disposition::DeadLetter;
-        }
-    };
-    let patient = match (&envelope.resource, envelope.action) {
-        (Some(patient), Action::Create) if envelope.resource_type == "Patient" => patient,
-        _ => return Disposition::Ack,
-    };
-    let event_id = envelope.event_id.to_string();
+) -> Option<Vec<Disposition>> {
+    let patients: Vec<(&str, &Value)> = envelopes
+        .iter()
+        .filter_map(|e| Some((e.id.as_str(), e.resource.as_ref()?)))
+        .collect();
     let mut backoff = MIN_BACKOFF;
     loop {
-        let error = match writer.ensure(&envelope.id, patient).await {
-            Ok(ensured) => {
-                tracing::debug!(event_id, outcome = ensured.as_str(), "billing account");
-                if ensured == Ensured::Created {
-                    tracing::info!(event_id, "billing account created for a new patient");
-                }
-                return Disposition::Ack;
+        let error = match writer.ensure_all(&patients).await {
+            Ok(results) => {
+                return Some(
+                    envelopes
+                        .iter()
+                        .zip(results)
+                        .map(|(envelope, result)| settle(envelope, result))
+                        .collect(),
+                );
             }
             Err(error) => error,
         };
-        if let AccountError::Invalid(issues) = &error {
+        if !error.is_transient() {
+            return None;
+        }
+        if !wait_for_database(&error, &mut backoff, shutdown).await {
+            return Some(vec![Disposition::Abandon; envelopes.len()]);
+        }
+    }
+}
+
+/// The Account of one new Patient, waiting out an unavailable database.
+async fn ensure_one(
+    writer: &AccountWriter,
+    envelope: &Envelope,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Disposition {
+    let Some(patient) = &envelope.resource else {
+        return Disposition::Ack;
+    };
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match writer.ensure(&envelope.id, patient).await {
+            Err(error) if error.is_transient() => {
+                if !wait_for_database(&error, &mut backoff, shutdown).await {
+                    return Disposition::Abandon;
+                }
+            }
+            result => return settle(envelope, result),
+        }
+    }
+}
+
+/// What becomes of an event once its Account is written, found there, or refused.
+fn settle(envelope: &Envelope, result: Result<Ensured, AccountError>) -> Disposition {
+    let event_id = envelope.event_id.to_string();
+    match result {
+        Ok(ensured) => {
+            tracing::debug!(event_id, outcome = ensured.as_str(), "billing account");
+            if ensured == Ensured::Created {
+                tracing::info!(event_id, "billing account created for a new patient");
+            }
+            Disposition::Ack
+        }
+        Err(AccountError::Invalid(issues)) => {
             let elements: Vec<&str> = issues
                 .iter()
                 .filter_map(|issue| issue.expression.as_deref())
@@ -296,27 +405,35 @@ async fn handle(
                 ?elements,
                 "dead-lettering: the billing account would not be valid"
             );
-            return Disposition::DeadLetter;
+            Disposition::DeadLetter
         }
-        if !error.is_transient() {
+        Err(error) => {
             tracing::warn!(
                 event_id,
                 error = error.describe(),
                 "billing account refused by the database"
             );
-            return Disposition::Retry;
+            Disposition::Retry
         }
-        tracing::warn!(
-            event_id,
-            error = error.describe(),
-            retry_in_ms = backoff.as_millis() as u64,
-            "database unavailable; retrying"
-        );
-        if !pause(backoff, shutdown).await {
-            return Disposition::Abandon;
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Logs `error` and waits out `backoff` (doubled for next time); false when stopping.
+async fn wait_for_database(
+    error: &AccountError,
+    backoff: &mut Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tracing::warn!(
+        error = error.describe(),
+        retry_in_ms = backoff.as_millis() as u64,
+        "database unavailable; retrying"
+    );
+    if !pause(*backoff, shutdown).await {
+        return false;
+    }
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    true
 }
 
 #[cfg(test)]

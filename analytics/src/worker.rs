@@ -1,6 +1,6 @@
 //! The consumer loop around one testable step: receive deliveries, hand those already
 //! here to a task that handles them (the projection applies them in one transaction, the
-//! billing account consumer one at a time) and settles each with the broker after the
+//! billing account consumer writes their Accounts in one statement) and settles each with the broker after the
 //! commit. Reconnects with a back-off whenever the broker goes away, and stops cleanly on
 //! request: no new deliveries, the delivered ones handled and settled, then the connection
 //! closed.

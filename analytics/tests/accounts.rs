@@ -376,3 +376,53 @@ async fn a_patient_deleted_before_its_event_gets_no_account(pool: PgPool) {
     assert_eq!(account_versions(&pool).await, 0);
     assert!(account_events(&pool).await.is_empty());
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_batch_of_deliveries_gets_each_new_patient_one_account(pool: PgPool) {
+    let data = Data::new(&pool);
+    for id in ["p1", "p2", "gone"] {
+        data.put(Patient, id, json!({"name": [{"family": id}]}))
+            .await;
+    }
+    data.put(Patient, "p1", json!({"name": [{"family": "Again"}]}))
+        .await;
+    data.delete(Patient, "gone").await;
+    let events = outbox(&pool).await;
+    let creates = with_key(&events, "Patient.create");
+    let update = with_key(&events, "Patient.update")[0];
+    assert_eq!(creates.len(), 3);
+    let bodies: Vec<&[u8]> = vec![
+        &creates[0].payload,
+        &creates[1].payload,
+        &creates[0].payload,
+        &update.payload,
+        b"{not json",
+        &creates[2].payload,
+    ];
+    let messages: Vec<Message<'_>> = bodies
+        .iter()
+        .map(|body| Message {
+            body,
+            message_id: "m",
+        })
+        .collect();
+    let writer = AccountWriter::new(&pool, 1);
+    let (_stop, mut shutdown) = watch::channel(false);
+    let dispositions = analytics_worker::accounts::step(&writer, &messages, &mut shutdown).await;
+    use Disposition::{Ack, DeadLetter};
+    assert_eq!(dispositions, [Ack, Ack, Ack, Ack, DeadLetter, Ack]);
+    let written: Vec<(String, i64)> = accounts(&pool)
+        .await
+        .into_iter()
+        .map(|(id, version, _)| (id, version))
+        .collect();
+    assert_eq!(
+        written,
+        [
+            (account_id("p1").to_string(), 1),
+            (account_id("p2").to_string(), 1)
+        ]
+    );
+    assert_eq!(account_versions(&pool).await, 2);
+    assert_eq!(account_events(&pool).await, ["Account.create"; 2]);
+}

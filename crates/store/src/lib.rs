@@ -32,7 +32,7 @@ pub use export::{
 pub use history::{HistoryPage, HistoryQuery, HistoryRow, HistoryScope};
 pub use integrity::{REFERRERS_COUNTED, REFERRERS_NAMED, ReferentialIntegrity};
 pub use outbox::{OUTBOX_CHANNEL, OutboxBatch, OutboxEvent};
-pub use resources::{Claim, Conditional, Created, Current, Stored};
+pub use resources::{Claim, Conditional, Created, Current, NewOutcome, Stored};
 pub use search::{CompartmentSource, Everything, Found, MAX_INCLUDED, SearchPage};
 pub use search_index::Reindexed;
 pub use transaction::{NewResource, Transaction};

@@ -2,7 +2,7 @@
 //! transaction that also writes the history row, the search index rows of the new
 //! current version (or removes them, for a delete) and the uniqueness claims.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -151,6 +151,26 @@ pub(crate) struct First<'a> {
     pub(crate) indexed: Indexed<'a>,
 }
 
+/// What one insert of versions 1 did.
+struct Inserted {
+    /// Their `lastUpdated`.
+    at: DateTime<Utc>,
+    /// The positions (from 1) of those inserted: not those whose id was taken.
+    positions: Vec<i64>,
+}
+
+/// What [`Store::create_new_all`] did with one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewOutcome {
+    /// Written as version 1, with its `create` event.
+    Written,
+    /// A resource with its id exists or existed (or the id came earlier in the same
+    /// call): nothing written.
+    IdTaken,
+    /// One of its local references names no current resource: nothing written.
+    DanglingReference,
+}
+
 /// The first claim that a resource of `new` makes after another one of them made it, with
 /// the resource's position: the statement would refuse it without saying which.
 fn claimed_twice(new: &[First<'_>]) -> Option<(usize, StoreError)> {
@@ -237,7 +257,8 @@ fn insert_first(keys: Keys, tables: TableSet) -> String {
              from placed
              order by pos
          )
-         select (select count(*) from cur), (select at from clock), (select ord from dangling)"
+         select (select count(*) from cur), (select at from clock), (select ord from dangling),
+                (select array_agg(pos) from placed)"
     )
 }
 
@@ -440,6 +461,70 @@ impl Store {
         }))
     }
 
+    /// [`Store::create_new`] of several resources of one type at once: one statement (and
+    /// one commit) for all, what it did with each in their order. A resource whose
+    /// references dangle is left out and the others are written by a statement again.
+    pub async fn create_new_all(
+        &self,
+        rtype: ResourceType,
+        mut resources: Vec<(Id, Value)>,
+    ) -> Result<Vec<NewOutcome>, StoreError> {
+        let mut outcomes = vec![NewOutcome::IdTaken; resources.len()];
+        let mut seen = HashSet::new();
+        let mut firsts = Vec::with_capacity(resources.len());
+        // The position in `resources` of each of `firsts`.
+        let mut places = Vec::with_capacity(resources.len());
+        for (place, (id, resource)) in resources.iter_mut().enumerate() {
+            if !seen.insert(id.as_str()) {
+                continue;
+            }
+            stamp(resource, id, VersionId::FIRST, placeholder_time());
+            let content =
+                serde_json::to_string(resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
+            firsts.push(First {
+                rtype,
+                id,
+                content,
+                claims: &[],
+                indexed: self.index_values(rtype, resource).await?,
+            });
+            places.push(place);
+        }
+        let mut conn = self.conn().await?;
+        while !firsts.is_empty() {
+            let check = self.integrity.writes;
+            match self
+                .insert_rows(&mut conn, None, Method::Put, &firsts, check)
+                .await
+            {
+                Ok(inserted) => {
+                    for position in inserted.positions {
+                        if let Some(&place) = usize::try_from(position - 1)
+                            .ok()
+                            .and_then(|p| places.get(p))
+                        {
+                            outcomes[place] = NewOutcome::Written;
+                        }
+                    }
+                    break;
+                }
+                Err((position, StoreError::DanglingReference { .. }))
+                    if position < firsts.len() =>
+                {
+                    outcomes[places[position]] = NewOutcome::DanglingReference;
+                    firsts.remove(position);
+                    places.remove(position);
+                }
+                Err((_, error)) => return Err(error),
+            }
+        }
+        conn.done();
+        if outcomes.contains(&NewOutcome::Written) {
+            self.events_committed();
+        }
+        Ok(outcomes)
+    }
+
     /// Inserts version 1 of each of `new`, with their history rows, search index rows,
     /// reference records, claims and `create` events, in one statement and one round trip.
     /// The version's `lastUpdated` is `at` (a transaction's clock) or, when `None`, the
@@ -458,6 +543,28 @@ impl Store {
         new: &mut [First<'_>],
         check_references: bool,
     ) -> Result<Option<DateTime<Utc>>, (usize, StoreError)> {
+        let inserted = self
+            .insert_rows(conn, at, method, new, check_references)
+            .await?;
+        if inserted.positions.len() != new.len() {
+            return Ok(None);
+        }
+        for first in new.iter_mut() {
+            restamp(&mut first.content, inserted.at);
+        }
+        Ok(Some(inserted.at))
+    }
+
+    /// The statement of [`Store::insert_first`]: which of `new` it inserted (none when a
+    /// reference dangles, which is an error).
+    async fn insert_rows(
+        &self,
+        conn: &mut PgConnection,
+        at: Option<DateTime<Utc>>,
+        method: Method,
+        new: &[First<'_>],
+        check_references: bool,
+    ) -> Result<Inserted, (usize, StoreError)> {
         if let Some(duplicate) = claimed_twice(new) {
             return Err(duplicate);
         }
@@ -512,14 +619,10 @@ impl Store {
             return Err((position, dangling(reference)));
         }
         match result {
-            Ok(row) if usize::try_from(row.get::<i64, _>(0)).ok() == Some(new.len()) => {
-                let at: DateTime<Utc> = row.get(1);
-                for first in new.iter_mut() {
-                    restamp(&mut first.content, at);
-                }
-                Ok(Some(at))
-            }
-            Ok(_) => Ok(None),
+            Ok(row) => Ok(Inserted {
+                at: row.get(1),
+                positions: row.get::<Option<Vec<i64>>, _>(3).unwrap_or_default(),
+            }),
             Err(e) if is_unique_violation(&e, "unique_claims_pkey") => {
                 let claims: Vec<&[Claim]> = new.iter().map(|f| f.claims).collect();
                 Err(self.duplicate_among(&claims).await)

@@ -6,7 +6,7 @@ mod support;
 use fhir_core::{Id, ResourceType, VersionId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use store::{Claim, Created, HistoryQuery, HistoryScope, Store, StoreError};
+use store::{Claim, Created, HistoryQuery, HistoryScope, NewOutcome, Store, StoreError};
 
 fn id(s: &str) -> Id {
     s.parse().unwrap_or_else(|_| panic!("{s} is a valid id"))
@@ -251,6 +251,79 @@ async fn create_new_writes_an_id_only_if_it_never_existed(pool: PgPool) {
         dangling,
         Err(StoreError::DanglingReference { .. })
     ));
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn create_new_all_writes_each_new_id_once_and_says_what_it_did(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let p = id("p");
+    assert!(matches!(
+        store
+            .create_new(ResourceType::Patient, &p, patient("p"), &[])
+            .await,
+        Ok(Some(_))
+    ));
+    let account = |id: &str, subject: &str| {
+        json!({"resourceType": "Account", "id": id, "status": "active",
+               "subject": [{"reference": subject}]})
+    };
+    let taken = id("taken");
+    assert!(matches!(
+        store
+            .create_new(
+                ResourceType::Account,
+                &taken,
+                account("taken", "Patient/p"),
+                &[]
+            )
+            .await,
+        Ok(Some(_))
+    ));
+    let outcomes = store
+        .create_new_all(
+            ResourceType::Account,
+            vec![
+                (id("a1"), account("a1", "Patient/p")),
+                (taken.clone(), account("taken", "Patient/p")),
+                (id("a1"), account("a1", "Patient/p")),
+                (id("a2"), account("a2", "Patient/nobody")),
+                (id("a3"), account("a3", "Patient/p")),
+            ],
+        )
+        .await;
+    assert_eq!(
+        outcomes.ok(),
+        Some(vec![
+            NewOutcome::Written,
+            NewOutcome::IdTaken,
+            NewOutcome::IdTaken,
+            NewOutcome::DanglingReference,
+            NewOutcome::Written,
+        ])
+    );
+    for (name, exists) in [("a1", true), ("a2", false), ("a3", true)] {
+        let current = store
+            .read(ResourceType::Account, &id(name))
+            .await
+            .ok()
+            .flatten();
+        assert_eq!(
+            current.map(|c| c.version),
+            exists.then_some(VersionId::FIRST),
+            "{name}"
+        );
+    }
+    // One history row, one event and the reference record of each written Account.
+    let counts: Option<(i64, i64, i64)> = sqlx::query_as(
+        "select (select count(*) from resource_history where res_type = 'Account'),
+                (select count(*) from outbox where routing_key = 'Account.create'),
+                (select count(*) from resource_references r join resources c on c.key = r.res_key
+                 where c.res_type = 'Account' and r.target_id = 'p')",
+    )
+    .fetch_one(&pool)
+    .await
+    .ok();
+    assert_eq!(counts, Some((3, 3, 3)));
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
