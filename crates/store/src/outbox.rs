@@ -3,8 +3,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgListener};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -32,7 +32,7 @@ impl Announcer {
     pub(crate) fn committed(&self, pool: &PgPool) {
         let pending = self.pending.get_or_init(|| {
             let (sender, receiver) = mpsc::channel(1);
-            tokio::spawn(announce(pool.clone(), receiver));
+            tokio::spawn(announce((*pool.connect_options()).clone(), receiver));
             sender
         });
         // Full: an announcement not yet begun covers this commit too.
@@ -40,18 +40,34 @@ impl Announcer {
     }
 }
 
-/// Sends one `NOTIFY` per announcement asked for, until every store handle is gone. Its
-/// commit does not wait for the disk: a notification lost in a crash is made up for by
-/// the relays' polling.
-async fn announce(pool: PgPool, mut pending: mpsc::Receiver<()>) {
+/// Sends one `NOTIFY` per announcement asked for, until every store handle is gone, on a
+/// connection of its own: one round trip each, where a pooled one adds a ping when taken
+/// and another when given back. Its commit does not wait for the disk: a notification lost
+/// in a crash, or to a connection that failed (it is opened again for the next one), is
+/// made up for by the relays' polling.
+async fn announce(options: PgConnectOptions, mut pending: mpsc::Receiver<()>) {
+    let mut connection: Option<PgConnection> = None;
     while pending.recv().await.is_some() {
+        if connection.is_none() {
+            match PgConnection::connect_with(&options).await {
+                Ok(opened) => connection = Some(opened),
+                Err(error) => {
+                    tracing::debug!(%error, "committed events not announced; the relays will poll");
+                    continue;
+                }
+            }
+        }
+        let Some(open) = connection.as_mut() else {
+            continue;
+        };
         let sent =
             sqlx::query("select set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
                 .bind(OUTBOX_CHANNEL)
-                .execute(&pool)
+                .execute(&mut *open)
                 .await;
         if let Err(error) = sent {
             tracing::debug!(%error, "committed events not announced; the relays will poll");
+            connection = None;
         }
     }
 }
@@ -153,7 +169,12 @@ impl Store {
     /// The returned batch holds a transaction (and a pooled connection) until it is marked
     /// sent or dropped.
     pub async fn claim_outbox(&self, limit: i64) -> Result<OutboxBatch, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // Marks lost in a crash only publish their events again (at least once), so the
+        // commit does not wait for the disk.
+        let mut tx = self
+            .pool
+            .begin_with("begin; set local synchronous_commit = off")
+            .await?;
         let rows = sqlx::query(CLAIM)
             .bind(limit)
             .bind(limit.saturating_mul(CLAIM_SCAN))
