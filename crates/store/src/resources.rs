@@ -416,54 +416,13 @@ impl Store {
         }
     }
 
-    /// Creates `type/id` (a client-assigned id, as an update-as-create does) unless a
-    /// resource with that id exists or ever existed: then `None`, and nothing is written.
-    /// One statement, checking the references when the store checks writes; of concurrent
-    /// calls for one id, one writes and the others wait for its commit and find it.
-    pub async fn create_new(
-        &self,
-        rtype: ResourceType,
-        id: &Id,
-        mut resource: Value,
-        claims: &[Claim],
-    ) -> Result<Option<Stored>, StoreError> {
-        stamp(&mut resource, id, VersionId::FIRST, placeholder_time());
-        let content =
-            serde_json::to_string(&resource).map_err(|e| sqlx::Error::Encode(e.into()))?;
-        let mut first = First {
-            rtype,
-            id,
-            content,
-            claims,
-            indexed: self.index_values(rtype, &resource).await?,
-        };
-        let mut conn = self.conn().await?;
-        let at = self
-            .insert_one(
-                &mut conn,
-                None,
-                Method::Put,
-                &mut first,
-                self.integrity.writes,
-            )
-            .await?;
-        conn.done();
-        let Some(at) = at else {
-            return Ok(None);
-        };
-        self.events_committed();
-        Ok(Some(Stored {
-            id: id.clone(),
-            version: VersionId::FIRST,
-            last_updated: at,
-            content: first.content,
-            created: true,
-        }))
-    }
-
-    /// [`Store::create_new`] of several resources of one type at once: one statement (and
-    /// one commit) for all, what it did with each in their order. A resource whose
-    /// references dangle is left out and the others are written by a statement again.
+    /// Creates each `type/id` of `resources` (client-assigned ids, as an update-as-create
+    /// does) unless a resource with that id exists or ever existed, or came earlier in
+    /// `resources`: one statement (and one commit) for all, checking their references when
+    /// the store checks writes; what it did with each, in their order. A resource whose
+    /// references dangle is left out and the others are written by the statement run
+    /// again. Of concurrent calls for one id, one writes and the others wait for its commit
+    /// and find it taken.
     pub async fn create_new_all(
         &self,
         rtype: ResourceType,

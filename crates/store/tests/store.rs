@@ -195,24 +195,26 @@ async fn delete_writes_one_tombstone_and_update_revives(pool: PgPool) {
     assert!(matches!(revived, Ok(ref s) if s.created && s.version == VersionId::new(3)));
 }
 
+/// [`Store::create_new_all`] of one resource.
+async fn create_new(store: &Store, rtype: ResourceType, id: &Id, resource: Value) -> NewOutcome {
+    let outcomes = store
+        .create_new_all(rtype, vec![(id.clone(), resource)])
+        .await
+        .unwrap_or_default();
+    assert_eq!(outcomes.len(), 1, "one outcome");
+    outcomes[0]
+}
+
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn create_new_writes_an_id_only_if_it_never_existed(pool: PgPool) {
     let store = Store::from_pool(pool);
     let (p, gone) = (id("p"), id("gone"));
-    let first = store
-        .create_new(ResourceType::Patient, &p, patient("p"), &[])
-        .await;
-    assert!(matches!(first, Ok(Some(ref s)) if s.created && s.version == VersionId::FIRST));
+    let first = create_new(&store, ResourceType::Patient, &p, patient("p")).await;
+    assert_eq!(first, NewOutcome::Written);
     // Taken: nothing written, the current version stays.
-    let again = store
-        .create_new(
-            ResourceType::Patient,
-            &p,
-            json!({"resourceType": "Patient", "id": "p"}),
-            &[],
-        )
-        .await;
-    assert!(matches!(again, Ok(None)));
+    let again = json!({"resourceType": "Patient", "id": "p"});
+    let again = create_new(&store, ResourceType::Patient, &p, again).await;
+    assert_eq!(again, NewOutcome::IdTaken);
     let current = store.read(ResourceType::Patient, &p).await.ok().flatten();
     assert!(
         current.is_some_and(|c| c.version == VersionId::FIRST
@@ -226,59 +228,55 @@ async fn create_new_writes_an_id_only_if_it_never_existed(pool: PgPool) {
             .is_ok()
     );
     assert!(store.delete(ResourceType::Patient, &gone).await.is_ok());
-    let revived = store
-        .create_new(ResourceType::Patient, &gone, patient("gone"), &[])
-        .await;
-    assert!(matches!(revived, Ok(None)));
+    let revived = create_new(&store, ResourceType::Patient, &gone, patient("gone")).await;
+    assert_eq!(revived, NewOutcome::IdTaken);
     // Concurrent calls for one id: one writes.
     let racing = id("racing");
     let written = futures::future::join_all(
-        (0..8).map(|_| store.create_new(ResourceType::Patient, &racing, patient("racing"), &[])),
+        (0..8).map(|_| create_new(&store, ResourceType::Patient, &racing, patient("racing"))),
     )
     .await;
     assert_eq!(
-        written.iter().filter(|w| matches!(w, Ok(Some(_)))).count(),
+        written
+            .iter()
+            .filter(|w| **w == NewOutcome::Written)
+            .count(),
         1
     );
-    assert!(written.iter().all(Result::is_ok));
+    assert!(written.iter().all(|w| *w != NewOutcome::DanglingReference));
     // A reference to nothing is refused.
     let account = json!({"resourceType": "Account", "id": "a", "status": "active",
                          "subject": [{"reference": "Patient/nobody"}]});
-    let dangling = store
-        .create_new(ResourceType::Account, &id("a"), account, &[])
-        .await;
-    assert!(matches!(
-        dangling,
-        Err(StoreError::DanglingReference { .. })
-    ));
+    let dangling = create_new(&store, ResourceType::Account, &id("a"), account).await;
+    assert_eq!(dangling, NewOutcome::DanglingReference);
+    assert!(
+        store
+            .read(ResourceType::Account, &id("a"))
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn create_new_all_writes_each_new_id_once_and_says_what_it_did(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     let p = id("p");
-    assert!(matches!(
-        store
-            .create_new(ResourceType::Patient, &p, patient("p"), &[])
-            .await,
-        Ok(Some(_))
-    ));
+    assert_eq!(
+        create_new(&store, ResourceType::Patient, &p, patient("p")).await,
+        NewOutcome::Written
+    );
     let account = |id: &str, subject: &str| {
         json!({"resourceType": "Account", "id": id, "status": "active",
                "subject": [{"reference": subject}]})
     };
     let taken = id("taken");
-    assert!(matches!(
-        store
-            .create_new(
-                ResourceType::Account,
-                &taken,
-                account("taken", "Patient/p"),
-                &[]
-            )
-            .await,
-        Ok(Some(_))
-    ));
+    let first = account("taken", "Patient/p");
+    assert_eq!(
+        create_new(&store, ResourceType::Account, &taken, first).await,
+        NewOutcome::Written
+    );
     let outcomes = store
         .create_new_all(
             ResourceType::Account,
