@@ -293,16 +293,16 @@ pub async fn step(
             Err(disposition) => dispositions[position] = disposition,
         }
     }
-    let envelopes: Vec<&Envelope> = new_patients.iter().map(|(_, e)| e).collect();
-    let settled = match envelopes.as_slice() {
+    let patients: Vec<&NewPatient> = new_patients.iter().map(|(_, p)| p).collect();
+    let settled = match patients.as_slice() {
         [] => Vec::new(),
         [one] => vec![ensure_one(writer, one, shutdown).await],
         several => match ensure_together(writer, several, shutdown).await {
             Some(settled) => settled,
             None => {
                 let mut alone = Vec::with_capacity(several.len());
-                for envelope in several {
-                    alone.push(ensure_one(writer, envelope, shutdown).await);
+                for patient in several {
+                    alone.push(ensure_one(writer, patient, shutdown).await);
                 }
                 alone
             }
@@ -314,40 +314,51 @@ pub async fn step(
     dispositions
 }
 
-/// The envelope of a `Patient.create` event; `None` for any other event; the disposition
-/// of a malformed one.
-fn new_patient(message: &Message<'_>) -> Result<Option<Envelope>, Disposition> {
+/// A Patient created, as its event tells.
+struct NewPatient {
+    event_id: String,
+    id: String,
+    patient: Value,
+}
+
+/// The new Patient of a `Patient.create` event; `None` for any other event; the
+/// disposition of a malformed one.
+fn new_patient(message: &Message<'_>) -> Result<Option<NewPatient>, Disposition> {
     let envelope = Envelope::decode(message.body).map_err(|error| {
         tracing::warn!(%error, message_id = message.message_id,
             "dead-lettering a malformed change event");
         Disposition::DeadLetter
     })?;
-    let wanted = envelope.resource.is_some()
-        && envelope.action == Action::Create
-        && envelope.resource_type == "Patient";
-    Ok(wanted.then_some(envelope))
+    Ok(match envelope.resource {
+        Some(patient)
+            if envelope.action == Action::Create && envelope.resource_type == "Patient" =>
+        {
+            Some(NewPatient {
+                event_id: envelope.event_id.to_string(),
+                id: envelope.id,
+                patient,
+            })
+        }
+        _ => None,
+    })
 }
 
 /// The Accounts of several new Patients in one statement, waiting out an unavailable
 /// database; `None` when the database refuses them together.
 async fn ensure_together(
     writer: &AccountWriter,
-    envelopes: &[&Envelope],
+    new: &[&NewPatient],
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Vec<Disposition>> {
-    let patients: Vec<(&str, &Value)> = envelopes
-        .iter()
-        .filter_map(|e| Some((e.id.as_str(), e.resource.as_ref()?)))
-        .collect();
+    let patients: Vec<(&str, &Value)> = new.iter().map(|p| (p.id.as_str(), &p.patient)).collect();
     let mut backoff = MIN_BACKOFF;
     loop {
         let error = match writer.ensure_all(&patients).await {
             Ok(results) => {
                 return Some(
-                    envelopes
-                        .iter()
+                    new.iter()
                         .zip(results)
-                        .map(|(envelope, result)| settle(envelope, result))
+                        .map(|(patient, result)| settle(patient, result))
                         .collect(),
                 );
             }
@@ -357,7 +368,7 @@ async fn ensure_together(
             return None;
         }
         if !wait_for_database(&error, &mut backoff, shutdown).await {
-            return Some(vec![Disposition::Abandon; envelopes.len()]);
+            return Some(vec![Disposition::Abandon; new.len()]);
         }
     }
 }
@@ -365,28 +376,25 @@ async fn ensure_together(
 /// The Account of one new Patient, waiting out an unavailable database.
 async fn ensure_one(
     writer: &AccountWriter,
-    envelope: &Envelope,
+    new: &NewPatient,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Disposition {
-    let Some(patient) = &envelope.resource else {
-        return Disposition::Ack;
-    };
     let mut backoff = MIN_BACKOFF;
     loop {
-        match writer.ensure(&envelope.id, patient).await {
+        match writer.ensure(&new.id, &new.patient).await {
             Err(error) if error.is_transient() => {
                 if !wait_for_database(&error, &mut backoff, shutdown).await {
                     return Disposition::Abandon;
                 }
             }
-            result => return settle(envelope, result),
+            result => return settle(new, result),
         }
     }
 }
 
 /// What becomes of an event once its Account is written, found there, or refused.
-fn settle(envelope: &Envelope, result: Result<Ensured, AccountError>) -> Disposition {
-    let event_id = envelope.event_id.to_string();
+fn settle(new: &NewPatient, result: Result<Ensured, AccountError>) -> Disposition {
+    let event_id = new.event_id.as_str();
     match result {
         Ok(ensured) => {
             tracing::debug!(event_id, outcome = ensured.as_str(), "billing account");
