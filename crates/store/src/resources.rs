@@ -433,7 +433,12 @@ impl Store {
         let mut firsts = Vec::with_capacity(resources.len());
         // The position in `resources` of each of `firsts`.
         let mut places = Vec::with_capacity(resources.len());
-        for (place, (id, resource)) in resources.iter_mut().enumerate() {
+        // Inserted in id order: concurrent calls with ids in common wait for each other in
+        // one order, never in a circle.
+        let mut in_order: Vec<(usize, &mut (Id, Value))> =
+            resources.iter_mut().enumerate().collect();
+        in_order.sort_by(|a, b| a.1.0.as_str().cmp(b.1.0.as_str()).then(a.0.cmp(&b.0)));
+        for (place, (id, resource)) in in_order {
             if !seen.insert(id.as_str()) {
                 continue;
             }

@@ -606,3 +606,34 @@ async fn the_json_columns_are_compressed_with_lz4(pool: PgPool) {
         .and_then(|text| serde_json::from_str(&text).ok());
     assert_eq!(content.map(|c| c["name"][0]["text"] == long), Some(true));
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn concurrent_create_new_all_calls_with_ids_in_common_both_finish(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let patient_of = |name: &str| (id(name), patient(name));
+    for round in 0..100 {
+        let (x, y) = (format!("x{round}"), format!("y{round}"));
+        let (one, other) = futures::future::join(
+            store.create_new_all(ResourceType::Patient, vec![patient_of(&x), patient_of(&y)]),
+            store.create_new_all(ResourceType::Patient, vec![patient_of(&y), patient_of(&x)]),
+        )
+        .await;
+        let (Ok(one), Ok(other)) = (one, other) else {
+            panic!("round {round}: a call failed (a deadlock?)");
+        };
+        // x is first in `one`, second in `other`; y the other way round.
+        let written = |a: NewOutcome, b: NewOutcome| {
+            [a, b].iter().filter(|o| **o == NewOutcome::Written).count()
+        };
+        assert_eq!(
+            written(one[0], other[1]),
+            1,
+            "round {round}: x written once"
+        );
+        assert_eq!(
+            written(one[1], other[0]),
+            1,
+            "round {round}: y written once"
+        );
+    }
+}
