@@ -2,12 +2,16 @@
 //! and queues per test): every new Patient gets exactly one Account, written through the
 //! store (version 1, its history row, its own `Account.create` event), however often its
 //! event is delivered and however many consumers race on it; updates create none; a
-//! deleted Account is not brought back; nothing is created when the feature is off; and
-//! the Account's own event reaches the reports like any other.
+//! deleted Account is not brought back; nothing is created when the feature is off; the
+//! Accounts of a batch of deliveries are written together, and lost database connections
+//! are waited out, not dead-lettered; and the Account's own event reaches the reports like
+//! any other.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
+
+use std::str::FromStr;
 
 use analytics_worker::accounts::{AccountWriter, Ensured, account_id};
 use analytics_worker::step::{Disposition, Message};
@@ -19,6 +23,7 @@ use fhir_core::ResourceType::{Account, Patient};
 use fhir_core::resource::{self, Format};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use support::{Broker, Data, Event, eventually, outbox, processed};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -425,4 +430,59 @@ async fn a_batch_of_deliveries_gets_each_new_patient_one_account(pool: PgPool) {
     );
     assert_eq!(account_versions(&pool).await, 2);
     assert_eq!(account_events(&pool).await, ["Account.create"; 2]);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn lost_database_connections_are_waited_out_and_each_patient_gets_one_account(pool: PgPool) {
+    // One delivery only: an event held against the message would be dead-lettered at once.
+    let broker = Broker::with_accounts(1).await;
+    let data = Data::new(&pool);
+    for n in 0..60 {
+        let name = json!({"name": [{"family": format!("F{n}")}]});
+        data.put(Patient, &format!("p{n}"), name).await;
+    }
+    let patients = outbox(&pool).await;
+    assert_eq!(patients.len(), 60);
+    let options = PgConnectOptions::from_str(&support::database_url(&pool).await)
+        .unwrap()
+        .application_name("billing-accounts-under-test");
+    let writer_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(options);
+    let consumer = Consumer::start(&writer_pool, &broker.config);
+    let terminate = || async {
+        let terminated: Vec<bool> = sqlx::query_scalar(
+            "select pg_terminate_backend(pid) from pg_stat_activity
+             where application_name = 'billing-accounts-under-test'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        terminated.len()
+    };
+    // A first Account, so that the consumer holds connections; they are cut before the
+    // rest arrives, so that its batches meet lost connections however fast it is.
+    broker.publish(&patients[..1]).await;
+    eventually("the first account", || async {
+        accounts(&pool).await.len() == 1
+    })
+    .await;
+    let mut cut = terminate().await;
+    broker.publish(&patients[1..]).await;
+    while accounts(&pool).await.len() < 60 && cut < 20 {
+        cut += terminate().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    eventually("an account for every patient", || async {
+        accounts(&pool).await.len() == 60
+    })
+    .await;
+    consumer.stop().await;
+
+    assert!(cut > 0, "no connection was cut");
+    assert_eq!(account_versions(&pool).await, 60);
+    assert_eq!(account_events(&pool).await.len(), 60);
+    let dead_letters = broker.config.account_durable_queue().dead_letter_queue();
+    assert_eq!(broker.ready(&dead_letters).await, 0);
+    broker.remove().await;
 }
