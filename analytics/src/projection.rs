@@ -170,10 +170,14 @@ pub async fn apply_all(pool: &PgPool, changes: &[Change]) -> Result<Vec<Applied>
         (c.kind, c.id.as_str(), Reverse(c.version), c.event_id)
     });
     newest.dedup_by_key(|i| (changes[*i].kind, changes[*i].id.as_str()));
-    let (mut types, mut ids, mut versions, mut deletes) = (vec![], vec![], vec![], vec![]);
+    if newest.is_empty() {
+        tx.commit().await?;
+        return Ok(outcomes);
+    }
+    let (mut types, mut res_ids, mut versions, mut deletes) = (vec![], vec![], vec![], vec![]);
     for change in newest.iter().map(|&i| &changes[i]) {
         types.push(change.kind.as_str());
-        ids.push(change.id.as_str());
+        res_ids.push(change.id.as_str());
         versions.push(change.version);
         deletes.push(change.facts.is_none());
     }
@@ -186,7 +190,7 @@ pub async fn apply_all(pool: &PgPool, changes: &[Change]) -> Result<Vec<Applied>
          returning res_type, id",
     )
     .bind(&types)
-    .bind(&ids)
+    .bind(&res_ids)
     .bind(&versions)
     .bind(&deletes)
     .fetch_all(&mut *tx)
