@@ -11,8 +11,6 @@
 
 mod support;
 
-use std::str::FromStr;
-
 use analytics_worker::accounts::{AccountWriter, Ensured, account_id};
 use analytics_worker::step::{Disposition, Message};
 use analytics_worker::worker::{Handler, consume_with};
@@ -23,7 +21,6 @@ use fhir_core::ResourceType::{Account, Patient};
 use fhir_core::resource::{self, Format};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use support::{Broker, Data, Event, eventually, outbox, processed};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -443,23 +440,10 @@ async fn lost_database_connections_are_waited_out_and_each_patient_gets_one_acco
     }
     let patients = outbox(&pool).await;
     assert_eq!(patients.len(), 60);
-    let options = PgConnectOptions::from_str(&support::database_url(&pool).await)
-        .unwrap()
-        .application_name("billing-accounts-under-test");
-    let writer_pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_lazy_with(options);
+    const NAME: &str = "billing-accounts-under-test";
+    let writer_pool = support::named_pool(&pool, NAME, 1).await;
     let consumer = Consumer::start(&writer_pool, &broker.config);
-    let terminate = || async {
-        let terminated: Vec<bool> = sqlx::query_scalar(
-            "select pg_terminate_backend(pid) from pg_stat_activity
-             where application_name = 'billing-accounts-under-test'",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        terminated.len()
-    };
+    let terminate = || support::terminate_backends(&pool, NAME);
     // A first Account, so that the consumer holds connections; they are cut before the
     // rest arrives, so that its batches meet lost connections however fast it is.
     broker.publish(&patients[..1]).await;

@@ -11,7 +11,6 @@
 mod support;
 
 use std::process::{ExitStatus, Stdio};
-use std::str::FromStr;
 use std::time::Duration;
 
 use analytics_worker::Config;
@@ -19,7 +18,6 @@ use analytics_worker::step::{Disposition, Message, step};
 use fhir_core::ResourceType::Patient;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use support::{Broker, Data, PATIENCE, Worker, assert_equals_rebuild, outbox, processed};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -257,25 +255,10 @@ async fn lost_database_connections_are_retried_not_dead_lettered(pool: PgPool) {
     support::churn(&data, 60).await;
     let events = outbox(&pool).await;
     let total = events.len() as i64;
-    let worker_db = PgConnectOptions::from_str(&support::database_url(&pool).await)
-        .unwrap()
-        .application_name("analytics-worker-under-test");
-    let worker_pool = PgPoolOptions::new()
-        .max_connections(broker.config.database_connections())
-        .connect_with(worker_db)
-        .await
-        .unwrap();
+    const NAME: &str = "analytics-worker-under-test";
+    let worker_pool = support::named_pool(&pool, NAME, broker.config.database_connections()).await;
     let worker = Worker::start(&worker_pool, &broker.config);
-    let terminate = || async {
-        let terminated: Vec<bool> = sqlx::query_scalar(
-            "select pg_terminate_backend(pid) from pg_stat_activity
-             where application_name = 'analytics-worker-under-test'",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        terminated.len()
-    };
+    let terminate = || support::terminate_backends(&pool, NAME);
     // A first event, so that the worker holds connections; they are all cut before the
     // rest arrives, so that it meets lost connections however fast it is.
     broker.publish(&events[..1]).await;

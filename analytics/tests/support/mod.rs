@@ -13,6 +13,7 @@
     reason = "test support; each test binary uses a part"
 )]
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use analytics_worker::reports::{ReportOptions, Reports};
@@ -27,6 +28,7 @@ use events::lapin::{BasicProperties, Channel, Connection};
 use fhir_core::{Id, ResourceType};
 use serde_json::Value;
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use store::{ReferentialIntegrity, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -389,6 +391,30 @@ pub async fn reset_projections(pool: &PgPool) {
     .execute(pool)
     .await
     .unwrap();
+}
+
+/// A pool of up to `connections` on the database of `pool`, each connection named
+/// `name`, so that [`terminate_backends`] can cut them.
+pub async fn named_pool(pool: &PgPool, name: &str, connections: u32) -> PgPool {
+    let options = PgConnectOptions::from_str(&database_url(pool).await)
+        .unwrap()
+        .application_name(name);
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .connect_lazy_with(options)
+}
+
+/// Cuts every connection named `name` (PostgreSQL's `pg_terminate_backend`), as a
+/// database restart would; how many there were.
+pub async fn terminate_backends(pool: &PgPool, name: &str) -> usize {
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1",
+    )
+    .bind(name)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    terminated.len()
 }
 
 /// The URL of the database `pool` is connected to (a `#[sqlx::test]` database), for a

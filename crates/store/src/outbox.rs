@@ -48,17 +48,15 @@ impl Announcer {
 async fn announce(options: PgConnectOptions, mut pending: mpsc::Receiver<()>) {
     let mut connection: Option<PgConnection> = None;
     while pending.recv().await.is_some() {
-        if connection.is_none() {
-            match PgConnection::connect_with(&options).await {
-                Ok(opened) => connection = Some(opened),
+        let open = match connection {
+            Some(ref mut open) => open,
+            None => match PgConnection::connect_with(&options).await {
+                Ok(opened) => connection.insert(opened),
                 Err(error) => {
                     tracing::debug!(%error, "committed events not announced; the relays will poll");
                     continue;
                 }
-            }
-        }
-        let Some(open) = connection.as_mut() else {
-            continue;
+            },
         };
         let sent =
             sqlx::query("select set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
