@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use events::{Action, DecodeError, Envelope};
@@ -99,6 +100,17 @@ impl Applied {
 /// shared, a rebuild exclusively, so neither sees the other half done.
 pub(crate) const PROJECTION_LOCK: i64 = 0x616e_616c_7974_6963;
 
+/// Begins a worker transaction: [`PROJECTION_LOCK`] taken in the same round trip, and the
+/// batch statements run with their generic plans. PostgreSQL estimates an `unnest` of an
+/// array at ten rows without the array and at its length with it, and would otherwise plan
+/// many batches anew; the generic plans look every row up by key whatever the batch.
+static BEGIN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "begin; set local plan_cache_mode = force_generic_plan; \
+         select pg_advisory_xact_lock_shared({PROJECTION_LOCK})"
+    )
+});
+
 /// Applies `change` in one transaction with its processed marker.
 pub async fn apply(pool: &PgPool, change: &Change) -> Result<Applied, sqlx::Error> {
     let applied = apply_all(pool, std::slice::from_ref(change)).await?;
@@ -114,11 +126,7 @@ pub async fn apply(pool: &PgPool, change: &Change) -> Result<Applied, sqlx::Erro
 /// their rows in the same order. Returns what each change did, in the order given.
 pub async fn apply_all(pool: &PgPool, changes: &[Change]) -> Result<Vec<Applied>, sqlx::Error> {
     let mut outcomes = vec![Applied::Duplicate; changes.len()];
-    let mut tx = pool.begin().await?;
-    sqlx::query("select pg_advisory_xact_lock_shared($1)")
-        .bind(PROJECTION_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = pool.begin_with(BEGIN.as_str()).await?;
 
     // Markers, in event id order; of two copies of one event in the batch, the first counts.
     let mut event_ids: Vec<Uuid> = changes.iter().map(|c| c.event_id).collect();
