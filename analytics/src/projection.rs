@@ -101,12 +101,13 @@ impl Applied {
 pub(crate) const PROJECTION_LOCK: i64 = 0x616e_616c_7974_6963;
 
 /// Begins a worker transaction: [`PROJECTION_LOCK`] taken in the same round trip, and the
-/// batch statements run with their generic plans. PostgreSQL estimates an `unnest` of an
-/// array at ten rows without the array and at its length with it, and would otherwise plan
-/// many batches anew; the generic plans look every row up by key whatever the batch.
+/// batch statements run with their generic plans, made without sequential scans.
+/// PostgreSQL estimates an `unnest` of an array at ten rows without the array and at its
+/// length with it, and would otherwise plan many batches anew; every row is found by key,
+/// and a generic plan made while a table was empty must not scan it once it has grown.
 static BEGIN: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "begin; set local plan_cache_mode = force_generic_plan; \
+        "begin; set local plan_cache_mode = force_generic_plan; set local enable_seqscan = off; \
          select pg_advisory_xact_lock_shared({PROJECTION_LOCK})"
     )
 });

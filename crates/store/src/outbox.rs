@@ -170,12 +170,12 @@ impl Store {
         // Marks lost in a crash only publish their events again (at least once), so the
         // commit does not wait for the disk. The mark's `id = any($1)` is estimated at ten
         // rows without its array and at its length with it: planned for each batch unless
-        // told to keep the generic plan (an index scan either way).
+        // told to keep the generic plan, made without sequential scans (rows by key).
         let mut tx = self
             .pool
             .begin_with(
                 "begin; set local synchronous_commit = off; \
-                 set local plan_cache_mode = force_generic_plan",
+                 set local plan_cache_mode = force_generic_plan; set local enable_seqscan = off",
             )
             .await?;
         let rows = sqlx::query(CLAIM)
