@@ -122,15 +122,16 @@ fn top_level_member(json: &str, key: &str) -> Option<Member> {
     None
 }
 
-/// Just past the closing quote of the string that opens at `start`.
+/// Just past the closing quote of the string that opens at `start`. Most of a resource's
+/// text is inside strings: they are skipped a vector at a time, to the next quote or escape.
 fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+        i += memchr::memchr2(b'"', b'\\', &bytes[i..])?;
+        if bytes[i] == b'"' {
+            return Some(i + 1);
         }
+        i += 2;
     }
     None
 }
@@ -191,6 +192,12 @@ mod tests {
         assert_eq!(
             moved(json),
             r#"{"resourceType": "Patient", "id": "a", "contained": [{"id": "o", "resourceType": "Organization"}], "text": "\"resourceType\": \"x\", {["}"#
+        );
+        // An escaped backslash just before a closing quote, and one before an escaped quote.
+        let json = r#"{"id": "a\\", "text": "\\\"}, ", "resourceType": "Patient"}"#;
+        assert_eq!(
+            moved(json),
+            r#"{"resourceType": "Patient", "id": "a\\", "text": "\\\"}, "}"#
         );
     }
 
