@@ -18,6 +18,9 @@ pub struct Config {
     pub database_url: String,
     /// `DATABASE_MAX_CONNECTIONS`: pool size.
     pub database_max_connections: u32,
+    /// `DATABASE_READ_LANES`: reads by id run at most this many statements at once; more
+    /// wait and are answered together (at least 1).
+    pub database_read_lanes: usize,
     /// `FHIR_MAX_BODY_BYTES`: larger request bodies get 413.
     pub max_body_bytes: usize,
     /// `FHIR_MAX_REQUESTS_IN_FLIGHT`: requests being answered at once; one more is answered
@@ -163,6 +166,16 @@ impl Config {
                 &get("DATABASE_MAX_CONNECTIONS", "16"),
                 "DATABASE_MAX_CONNECTIONS",
             )?,
+            database_read_lanes: match parse(
+                &get(
+                    "DATABASE_READ_LANES",
+                    &store::DEFAULT_READ_LANES.to_string(),
+                ),
+                "DATABASE_READ_LANES",
+            )? {
+                0 => bail!("DATABASE_READ_LANES must be at least 1"),
+                n => n,
+            },
             max_body_bytes: parse(
                 &get("FHIR_MAX_BODY_BYTES", "8388608"),
                 "FHIR_MAX_BODY_BYTES",
@@ -279,6 +292,7 @@ impl fmt::Debug for Config {
             .field("base_url", &self.base_url.as_str())
             .field("database_url", &redact(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
+            .field("database_read_lanes", &self.database_read_lanes)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_requests_in_flight", &self.max_requests_in_flight)
             .field("unique_patient_email", &self.unique_patient_email)
@@ -326,6 +340,7 @@ mod tests {
             }
         );
         assert_eq!(config.bundle_max_entries, 1000);
+        assert_eq!(config.database_read_lanes, 2);
         assert_eq!(config.rabbitmq_url, "amqp://guest:guest@127.0.0.1:5672/%2f");
         assert!(config.events);
     }

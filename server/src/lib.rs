@@ -139,7 +139,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::connect(&config.database_url, config.database_max_connections)
         .await?
         .with_server_base(&config.base())
-        .with_referential_integrity(config.referential_integrity);
+        .with_referential_integrity(config.referential_integrity)
+        .with_read_lanes(config.database_read_lanes);
     store.migrate().await?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);

@@ -12,6 +12,7 @@ mod history;
 mod integrity;
 mod outbox;
 mod pool;
+mod reads;
 mod resources;
 mod search;
 mod search_index;
@@ -55,10 +56,16 @@ pub struct Store {
     integrity: ReferentialIntegrity,
     /// Wakes the relays after a commit with events.
     announcer: outbox::Announcer,
+    /// The lanes of reads by id on `conns` (see [`reads`]).
+    reads: Arc<reads::Gather>,
 }
 
 /// Connections of [`Store::pool`], beside the request paths' ones.
 const SIDE_CONNECTIONS: u32 = 3;
+
+/// Reads by id run at most this many statements at a time unless told otherwise
+/// ([`Store::with_read_lanes`]); more reads wait and are answered together.
+pub const DEFAULT_READ_LANES: usize = 2;
 
 /// The pool of [`Store::pool`], opened on first use.
 fn side_pool(options: PgConnectOptions) -> PgPool {
@@ -82,6 +89,7 @@ impl Store {
             search: Arc::default(),
             integrity: ReferentialIntegrity::default(),
             announcer: outbox::Announcer::default(),
+            reads: Arc::new(reads::Gather::new(DEFAULT_READ_LANES)),
         };
         store.index.registry()?;
         store.conn().await?.done();
@@ -100,6 +108,7 @@ impl Store {
             search: Arc::clone(&self.search),
             integrity: self.integrity,
             announcer: outbox::Announcer::default(),
+            reads: Arc::new(reads::Gather::new(DEFAULT_READ_LANES)),
         }
     }
 
@@ -115,6 +124,7 @@ impl Store {
             search: Arc::default(),
             integrity: ReferentialIntegrity::default(),
             announcer: outbox::Announcer::default(),
+            reads: Arc::new(reads::Gather::new(DEFAULT_READ_LANES)),
         }
     }
 
@@ -133,6 +143,13 @@ impl Store {
     /// default).
     pub fn with_referential_integrity(mut self, integrity: ReferentialIntegrity) -> Self {
         self.integrity = integrity;
+        self
+    }
+
+    /// The same store, running reads by id at most `lanes` statements at a time (at least
+    /// one); reads beyond wait and are answered together (see [`reads`]).
+    pub fn with_read_lanes(mut self, lanes: usize) -> Self {
+        self.reads = Arc::new(reads::Gather::new(lanes));
         self
     }
 

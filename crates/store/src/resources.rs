@@ -11,6 +11,7 @@ use fhir_core::resource::{format_instant, stamp};
 use fhir_core::search::query::TypeQuery;
 use fhir_core::{Id, ResourceType, VersionId};
 use serde_json::Value;
+use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::content::resource_type_first;
@@ -354,8 +355,12 @@ fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
 }
 
 impl Store {
-    /// The current row of `type/id`, if it ever existed.
-    pub async fn read(&self, rtype: ResourceType, id: &Id) -> Result<Option<Current>, StoreError> {
+    /// The current row of `type/id`, if it ever existed, read with a statement of its own.
+    pub(crate) async fn read_alone(
+        &self,
+        rtype: ResourceType,
+        id: &Id,
+    ) -> Result<Option<Current>, StoreError> {
         let mut conn = self.conn().await?;
         let current = read_current(&mut conn, rtype, id, false).await?;
         conn.done();
@@ -1044,14 +1049,19 @@ pub(crate) async fn read_current(
         .bind(id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(row.map(|row| Current {
+    Ok(row.as_ref().map(current_from_row))
+}
+
+/// A [`Current`] from a row with `version`, `last_updated`, `deleted` and `content` (text).
+pub(crate) fn current_from_row(row: &PgRow) -> Current {
+    Current {
         version: VersionId::new(row.get("version")),
         last_updated: row.get("last_updated"),
         deleted: row.get("deleted"),
         content: row
             .get::<Option<String>, _>("content")
             .map(resource_type_first),
-    }))
+    }
 }
 
 /// Makes conditional writes under the same condition take turns (until `tx` ends), so that

@@ -1,0 +1,404 @@
+//! Reads of current resources by type and id, gathered into one statement when they queue.
+//!
+//! A read takes one of a few lanes and, when one is free, runs alone: one statement, one
+//! round trip, as if there were no gathering. When every lane is taken it waits, and the
+//! next lane to come free takes every read then waiting and answers them all with one
+//! statement on the `(res_type, id)` key. Most of a primary-key read's cost is not the
+//! row but the round trip around it (waking the backend, a message in and out, the
+//! executor's start and end), so under load PostgreSQL answers several reads for the cost
+//! of about one; with few requests nothing waits and nothing changes.
+//!
+//! A read that waited runs alone after all when its gathered statement fails (or the task
+//! running it is gone), so an error reaches the read it concerns, as it would have.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use fhir_core::{Id, ResourceType};
+use sqlx::Row;
+use tokio::sync::oneshot;
+
+use crate::pool::Pool;
+use crate::resources::{Current, current_from_row};
+use crate::{Store, StoreError};
+
+/// Reads one statement answers at most.
+const MAX_GATHERED: usize = 100;
+
+/// The gathered read: every row of the types and ids asked for. Types and ids are matched
+/// pairwise afterwards (a row of another pair is left unused).
+const READ_MANY: &str =
+    "select res_type, id, version, last_updated, deleted, content::text as content
+                         from resources where res_type = any($1) and id = any($2)";
+
+/// The lanes of one pool's reads and the reads waiting for one.
+#[derive(Debug)]
+pub(crate) struct Gather {
+    lanes: usize,
+    state: Mutex<Lanes>,
+}
+
+#[derive(Debug, Default)]
+struct Lanes {
+    taken: usize,
+    waiting: Vec<Waiting>,
+}
+
+/// A read waiting for a lane. Its sender dropped without an answer tells it to run alone.
+#[derive(Debug)]
+struct Waiting {
+    rtype: ResourceType,
+    id: Id,
+    answer: oneshot::Sender<Option<Current>>,
+}
+
+/// What a read got on arrival.
+enum Entry {
+    /// A lane of its own: run alone, then [`Gather::leave`].
+    Lane,
+    /// A place in the queue: wait for the answer.
+    Queued(oneshot::Receiver<Option<Current>>),
+}
+
+impl Gather {
+    /// Reads run `lanes` at a time at most (at least one).
+    pub(crate) fn new(lanes: usize) -> Self {
+        Gather {
+            lanes: lanes.max(1),
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, Lanes> {
+        // The lock is held only to move entries in and out; nothing in it can panic
+        // half-way, so a poisoned lock still holds consistent state.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn enter(&self, rtype: ResourceType, id: &Id) -> Entry {
+        let mut state = self.state();
+        if state.taken < self.lanes {
+            state.taken += 1;
+            return Entry::Lane;
+        }
+        let (answer, receiver) = oneshot::channel();
+        state.waiting.push(Waiting {
+            rtype,
+            id: id.clone(),
+            answer,
+        });
+        Entry::Queued(receiver)
+    }
+
+    /// Gives a lane back; or, when reads are waiting, keeps it for the oldest of them
+    /// (at most [`MAX_GATHERED`]), which the caller then answers.
+    fn leave(&self) -> Option<Vec<Waiting>> {
+        let mut state = self.state();
+        if state.waiting.is_empty() {
+            state.taken -= 1;
+            return None;
+        }
+        let rest = if state.waiting.len() > MAX_GATHERED {
+            state.waiting.split_off(MAX_GATHERED)
+        } else {
+            Vec::new()
+        };
+        Some(std::mem::replace(&mut state.waiting, rest))
+    }
+}
+
+/// A lane taken; given back (or handed to the reads waiting) when dropped, however the
+/// read holding it ended.
+struct Lane {
+    conns: Pool,
+    gather: Arc<Gather>,
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        let Some(waiting) = self.gather.leave() else {
+            return;
+        };
+        let lane = Lane {
+            conns: self.conns.clone(),
+            gather: Arc::clone(&self.gather),
+        };
+        // Without a runtime (only when it is shutting down) the waiting reads are
+        // dropped, and run alone if they still can.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                answer(&lane.conns, waiting).await;
+                drop(lane);
+            });
+        }
+    }
+}
+
+impl Store {
+    /// The current row of `type/id`, if it ever existed.
+    pub async fn read(&self, rtype: ResourceType, id: &Id) -> Result<Option<Current>, StoreError> {
+        match self.reads.enter(rtype, id) {
+            Entry::Lane => {
+                let _lane = Lane {
+                    conns: self.conns.clone(),
+                    gather: Arc::clone(&self.reads),
+                };
+                self.read_alone(rtype, id).await
+            }
+            Entry::Queued(answer) => match answer.await {
+                Ok(current) => Ok(current),
+                Err(_) => self.read_alone(rtype, id).await,
+            },
+        }
+    }
+}
+
+/// Answers `waiting` with one statement; on failure drops them unanswered (each then runs
+/// alone).
+async fn answer(conns: &Pool, waiting: Vec<Waiting>) {
+    let mut types: Vec<&str> = Vec::new();
+    let mut ids: Vec<&str> = Vec::with_capacity(waiting.len());
+    for read in &waiting {
+        if !types.contains(&read.rtype.as_str()) {
+            types.push(read.rtype.as_str());
+        }
+        ids.push(read.id.as_str());
+    }
+    let Ok(mut conn) = conns.get().await else {
+        return;
+    };
+    let Ok(rows) = sqlx::query(READ_MANY)
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await
+    else {
+        return;
+    };
+    conn.done();
+
+    // Each row goes to the reads that asked for it: moved to the last, copied for others.
+    let mut found: HashMap<(String, String), (Option<Current>, usize)> = rows
+        .iter()
+        .map(|row| {
+            let key = (row.get("res_type"), row.get("id"));
+            (key, (Some(current_from_row(row)), 0))
+        })
+        .collect();
+    let keys: Vec<(String, String)> = waiting
+        .iter()
+        .map(|read| (read.rtype.as_str().to_owned(), read.id.as_str().to_owned()))
+        .collect();
+    for key in &keys {
+        if let Some((_, readers)) = found.get_mut(key) {
+            *readers += 1;
+        }
+    }
+    for (read, key) in waiting.into_iter().zip(&keys) {
+        let current = found.get_mut(key).and_then(|(current, readers)| {
+            *readers -= 1;
+            if *readers == 0 {
+                current.take()
+            } else {
+                current.clone()
+            }
+        });
+        // The read may have been cancelled meanwhile: nobody to answer.
+        let _ = read.answer.send(current);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    fn id(text: &str) -> Id {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn queued(entry: Entry) -> oneshot::Receiver<Option<Current>> {
+        match entry {
+            Entry::Queued(receiver) => receiver,
+            Entry::Lane => panic!("expected to wait"),
+        }
+    }
+
+    #[test]
+    fn reads_run_alone_while_lanes_are_free_and_queue_when_not() {
+        let gather = Gather::new(2);
+        assert!(matches!(
+            gather.enter(ResourceType::Patient, &id("a")),
+            Entry::Lane
+        ));
+        assert!(matches!(
+            gather.enter(ResourceType::Patient, &id("b")),
+            Entry::Lane
+        ));
+        let _c = queued(gather.enter(ResourceType::Patient, &id("c")));
+        let _d = queued(gather.enter(ResourceType::Account, &id("d")));
+
+        // The first lane to come free takes every waiting read, oldest first.
+        let taken = gather.leave().expect("reads were waiting");
+        let taken: Vec<_> = taken.iter().map(|read| read.id.as_str()).collect();
+        assert_eq!(taken, ["c", "d"]);
+        // ...and keeps its lane for them: a new read still waits.
+        let _e = queued(gather.enter(ResourceType::Patient, &id("e")));
+        assert_eq!(gather.leave().map(|taken| taken.len()), Some(1));
+
+        // With nobody waiting, lanes are given back and the next reads run alone.
+        assert!(gather.leave().is_none());
+        assert!(gather.leave().is_none());
+        assert!(matches!(
+            gather.enter(ResourceType::Patient, &id("f")),
+            Entry::Lane
+        ));
+    }
+
+    #[test]
+    fn a_lane_answers_at_most_a_bounded_number_of_reads_at_once() {
+        let gather = Gather::new(1);
+        assert!(matches!(
+            gather.enter(ResourceType::Patient, &id("a")),
+            Entry::Lane
+        ));
+        let _waiting: Vec<_> = (0..MAX_GATHERED + 5)
+            .map(|n| queued(gather.enter(ResourceType::Patient, &id(&format!("w{n}")))))
+            .collect();
+        let first = gather.leave().expect("reads were waiting");
+        assert_eq!(first.len(), MAX_GATHERED);
+        assert_eq!(first[0].id.as_str(), "w0");
+        let second = gather.leave().expect("reads were still waiting");
+        assert_eq!(second.len(), 5);
+        assert_eq!(second[0].id.as_str(), format!("w{MAX_GATHERED}"));
+        assert!(gather.leave().is_none());
+    }
+
+    /// Reads that queue behind a taken lane are answered by one statement, each with its
+    /// own row: current, deleted, unknown, of another type with the same id, or asked for
+    /// twice; and the lane is given back afterwards.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn queued_reads_are_answered_together_each_with_its_own_row(
+        options: PgPoolOptions,
+        connect: PgConnectOptions,
+    ) {
+        let store = Store::from_pool(options.max_connections(2).connect_lazy_with(connect))
+            .with_read_lanes(1);
+        let put = |rtype: ResourceType, id: &str, body: serde_json::Value| {
+            let store = store.clone();
+            let id = self::id(id);
+            async move {
+                let written = store.update(rtype, &id, body, None, &[]).await;
+                written.unwrap_or_else(|e| panic!("{e}"))
+            }
+        };
+        put(
+            ResourceType::Patient,
+            "p1",
+            serde_json::json!({"resourceType": "Patient", "id": "p1", "gender": "female"}),
+        )
+        .await;
+        put(
+            ResourceType::Patient,
+            "p2",
+            serde_json::json!({"resourceType": "Patient", "id": "p2"}),
+        )
+        .await;
+        put(
+            ResourceType::Patient,
+            "p2",
+            serde_json::json!({"resourceType": "Patient", "id": "p2", "active": true}),
+        )
+        .await;
+        put(
+            ResourceType::Patient,
+            "gone",
+            serde_json::json!({"resourceType": "Patient", "id": "gone"}),
+        )
+        .await;
+        let deleted = store.delete(ResourceType::Patient, &id("gone")).await;
+        assert!(matches!(deleted, Ok(Some(_))), "{deleted:?}");
+        put(
+            ResourceType::Organization,
+            "p1",
+            serde_json::json!({"resourceType": "Organization", "id": "p1", "name": "Acme"}),
+        )
+        .await;
+
+        // The lane is taken: every read below waits for it.
+        let Entry::Lane = store.reads.enter(ResourceType::Patient, &id("holder")) else {
+            panic!("the only lane was free");
+        };
+        let asked = [
+            (ResourceType::Patient, "p1"),
+            (ResourceType::Patient, "p2"),
+            (ResourceType::Patient, "gone"),
+            (ResourceType::Patient, "unknown"),
+            (ResourceType::Organization, "p1"),
+            (ResourceType::Organization, "p2"),
+            (ResourceType::Patient, "p1"),
+        ];
+        let reads: Vec<_> = asked
+            .iter()
+            .map(|&(rtype, text)| {
+                let store = store.clone();
+                tokio::spawn(async move { store.read(rtype, &self::id(text)).await })
+            })
+            .collect();
+        while store.reads.state().waiting.len() < asked.len() {
+            tokio::task::yield_now().await;
+        }
+        drop(Lane {
+            conns: store.conns.clone(),
+            gather: Arc::clone(&store.reads),
+        });
+
+        let mut answers = Vec::new();
+        for read in reads {
+            let answer = read.await.unwrap_or_else(|e| panic!("{e}"));
+            answers.push(answer.unwrap_or_else(|e| panic!("{e}")));
+        }
+        let summary: Vec<_> = answers
+            .iter()
+            .map(|current| {
+                current.as_ref().map(|current| {
+                    let content: Option<serde_json::Value> = current
+                        .content
+                        .as_deref()
+                        .map(|text| serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}")));
+                    let pick = |name: &str| content.as_ref().and_then(|c| c.get(name)).cloned();
+                    (
+                        current.version.get(),
+                        current.deleted,
+                        pick("resourceType"),
+                        pick("id"),
+                    )
+                })
+            })
+            .collect();
+        let json = |text: &str| Some(serde_json::Value::from(text));
+        assert_eq!(
+            summary,
+            [
+                Some((1, false, json("Patient"), json("p1"))),
+                Some((2, false, json("Patient"), json("p2"))),
+                Some((2, true, None, None)),
+                None,
+                Some((1, false, json("Organization"), json("p1"))),
+                None,
+                Some((1, false, json("Patient"), json("p1"))),
+            ]
+        );
+        // The row of the latest version.
+        let p2 = answers[1].as_ref().and_then(|c| c.content.as_deref());
+        let p2: serde_json::Value = serde_json::from_str(p2.unwrap_or("null")).unwrap_or_default();
+        assert_eq!(p2["active"], true);
+
+        // Nobody waits any more: the lane was given back, and the next read runs alone.
+        let state = store.reads.state();
+        assert!(state.waiting.is_empty());
+        assert_eq!(state.taken, 0);
+    }
+}
