@@ -2,23 +2,22 @@
 //!
 //! A read takes one of a few lanes and, when one is free, runs alone: one statement, one
 //! round trip, as if there were no gathering. When every lane is taken it waits, and the
-//! next lane to come free takes every read then waiting and answers them all with one
-//! statement on the `(res_type, id)` key. Most of a primary-key read's cost is not the
-//! row but the round trip around it (waking the backend, a message in and out, the
-//! executor's start and end), so under load PostgreSQL answers several reads for the cost
-//! of about one; with few requests nothing waits and nothing changes.
+//! next lane to come free goes to the oldest read waiting, which answers every read then
+//! waiting, itself included, with one statement on the `(res_type, id)` key. Most of a
+//! primary-key read's cost is not the row but the round trip around it (waking the
+//! backend, a message in and out, the executor's start and end), so under load PostgreSQL
+//! answers several reads for the cost of about one; with few requests nothing waits and
+//! nothing changes.
 //!
-//! A read that waited runs alone after all when its gathered statement fails (or the task
-//! running it is gone), so an error reaches the read it concerns, as it would have.
+//! A read that waited runs alone after all when the statement meant to answer it fails (or
+//! the read that was to send it is cancelled), so an error reaches the read it concerns.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use fhir_core::{Id, ResourceType};
 use sqlx::Row;
 use tokio::sync::oneshot;
 
-use crate::pool::Pool;
 use crate::resources::{Current, current_from_row};
 use crate::{Store, StoreError};
 
@@ -49,19 +48,28 @@ struct Lanes {
 struct Waiting {
     rtype: ResourceType,
     id: Id,
-    answer: oneshot::Sender<Option<Current>>,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// What a waiting read is told.
+#[derive(Debug)]
+enum Answer {
+    /// Its row (none: the resource never existed).
+    Row(Option<Current>),
+    /// The lane is its own: answer these reads with its own.
+    Lead(Vec<Waiting>),
 }
 
 /// What a read got on arrival.
 enum Entry {
-    /// A lane of its own: run alone, then [`Gather::leave`].
+    /// A lane of its own.
     Lane,
     /// A place in the queue: wait for the answer.
-    Queued(oneshot::Receiver<Option<Current>>),
+    Queued(oneshot::Receiver<Answer>),
 }
 
 impl Gather {
-    /// Reads run `lanes` at a time at most (at least one).
+    /// Reads run `lanes` statements at a time at most (at least one).
     pub(crate) fn new(lanes: usize) -> Self {
         Gather {
             lanes: lanes.max(1),
@@ -93,7 +101,7 @@ impl Gather {
     }
 
     /// Gives a lane back; or, when reads are waiting, keeps it for the oldest of them
-    /// (at most [`MAX_GATHERED`]), which the caller then answers.
+    /// (at most [`MAX_GATHERED`]), which the caller then hands it to.
     fn leave(&self) -> Option<Vec<Waiting>> {
         let mut state = self.state();
         if state.waiting.is_empty() {
@@ -107,106 +115,90 @@ impl Gather {
         };
         Some(std::mem::replace(&mut state.waiting, rest))
     }
-}
 
-/// A lane taken; given back (or handed to the reads waiting) when dropped, however the
-/// read holding it ended.
-struct Lane {
-    conns: Pool,
-    gather: Arc<Gather>,
-}
-
-impl Drop for Lane {
-    fn drop(&mut self) {
-        let Some(waiting) = self.gather.leave() else {
-            return;
-        };
-        let lane = Lane {
-            conns: self.conns.clone(),
-            gather: Arc::clone(&self.gather),
-        };
-        // Without a runtime (only when it is shutting down) the waiting reads are
-        // dropped, and run alone if they still can.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                answer(&lane.conns, waiting).await;
-                drop(lane);
-            });
+    /// Gives a lane back, or hands it to the oldest waiting read still there, with the
+    /// others waiting beside it to answer.
+    fn hand_on(&self) {
+        while let Some(mut waiting) = self.leave() {
+            while !waiting.is_empty() {
+                let first = waiting.remove(0);
+                match first.answer.send(Answer::Lead(waiting)) {
+                    Ok(()) => return,
+                    // Cancelled meanwhile: the next one leads.
+                    Err(Answer::Lead(rest)) => waiting = rest,
+                    Err(Answer::Row(_)) => unreachable!("a lead was sent"),
+                }
+            }
         }
+    }
+}
+
+/// A lane held; handed on when dropped, however the read holding it ended.
+struct Lane<'a>(&'a Gather);
+
+impl Drop for Lane<'_> {
+    fn drop(&mut self) {
+        self.0.hand_on();
     }
 }
 
 impl Store {
     /// The current row of `type/id`, if it ever existed.
     pub async fn read(&self, rtype: ResourceType, id: &Id) -> Result<Option<Current>, StoreError> {
-        match self.reads.enter(rtype, id) {
-            Entry::Lane => {
-                let _lane = Lane {
-                    conns: self.conns.clone(),
-                    gather: Arc::clone(&self.reads),
-                };
-                self.read_alone(rtype, id).await
-            }
+        let others = match self.reads.enter(rtype, id) {
+            Entry::Lane => Vec::new(),
             Entry::Queued(answer) => match answer.await {
-                Ok(current) => Ok(current),
-                Err(_) => self.read_alone(rtype, id).await,
+                Ok(Answer::Row(current)) => return Ok(current),
+                Ok(Answer::Lead(others)) => others,
+                Err(_) => return self.read_alone(rtype, id).await,
             },
+        };
+        let _lane = Lane(&self.reads);
+        if others.is_empty() {
+            self.read_alone(rtype, id).await
+        } else {
+            self.read_with(rtype, id, others).await
         }
     }
-}
 
-/// Answers `waiting` with one statement; on failure drops them unanswered (each then runs
-/// alone).
-async fn answer(conns: &Pool, waiting: Vec<Waiting>) {
-    let mut types: Vec<&str> = Vec::new();
-    let mut ids: Vec<&str> = Vec::with_capacity(waiting.len());
-    for read in &waiting {
-        if !types.contains(&read.rtype.as_str()) {
-            types.push(read.rtype.as_str());
-        }
-        ids.push(read.id.as_str());
-    }
-    let Ok(mut conn) = conns.get().await else {
-        return;
-    };
-    let Ok(rows) = sqlx::query(READ_MANY)
-        .bind(&types)
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await
-    else {
-        return;
-    };
-    conn.done();
-
-    // Each row goes to the reads that asked for it: moved to the last, copied for others.
-    let mut found: HashMap<(String, String), (Option<Current>, usize)> = rows
-        .iter()
-        .map(|row| {
-            let key = (row.get("res_type"), row.get("id"));
-            (key, (Some(current_from_row(row)), 0))
-        })
-        .collect();
-    let keys: Vec<(String, String)> = waiting
-        .iter()
-        .map(|read| (read.rtype.as_str().to_owned(), read.id.as_str().to_owned()))
-        .collect();
-    for key in &keys {
-        if let Some((_, readers)) = found.get_mut(key) {
-            *readers += 1;
-        }
-    }
-    for (read, key) in waiting.into_iter().zip(&keys) {
-        let current = found.get_mut(key).and_then(|(current, readers)| {
-            *readers -= 1;
-            if *readers == 0 {
-                current.take()
-            } else {
-                current.clone()
+    /// Reads `type/id` and answers `others` with the same statement. When it fails, they
+    /// are dropped unanswered (each then runs alone).
+    async fn read_with(
+        &self,
+        rtype: ResourceType,
+        id: &Id,
+        others: Vec<Waiting>,
+    ) -> Result<Option<Current>, StoreError> {
+        let mut types = vec![rtype.as_str()];
+        let mut ids = Vec::with_capacity(others.len() + 1);
+        ids.push(id.as_str());
+        for read in &others {
+            if !types.contains(&read.rtype.as_str()) {
+                types.push(read.rtype.as_str());
             }
-        });
-        // The read may have been cancelled meanwhile: nobody to answer.
-        let _ = read.answer.send(current);
+            ids.push(read.id.as_str());
+        }
+        let mut conn = self.conn().await?;
+        let rows = sqlx::query(READ_MANY)
+            .bind(&types)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+        conn.done();
+
+        let row_of = |rtype: ResourceType, id: &Id| {
+            rows.iter()
+                .find(|row| {
+                    row.try_get::<&str, _>("id").ok() == Some(id.as_str())
+                        && row.try_get::<&str, _>("res_type").ok() == Some(rtype.as_str())
+                })
+                .map(current_from_row)
+        };
+        for read in others {
+            // The read may have been cancelled meanwhile: nobody to answer.
+            let _ = read.answer.send(Answer::Row(row_of(read.rtype, &read.id)));
+        }
+        Ok(row_of(rtype, id))
     }
 }
 
@@ -219,7 +211,7 @@ mod tests {
         text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
     }
 
-    fn queued(entry: Entry) -> oneshot::Receiver<Option<Current>> {
+    fn queued(entry: Entry) -> oneshot::Receiver<Answer> {
         match entry {
             Entry::Queued(receiver) => receiver,
             Entry::Lane => panic!("expected to wait"),
@@ -274,6 +266,33 @@ mod tests {
         assert_eq!(second.len(), 5);
         assert_eq!(second[0].id.as_str(), format!("w{MAX_GATHERED}"));
         assert!(gather.leave().is_none());
+    }
+
+    #[test]
+    fn a_lane_goes_to_the_oldest_read_still_waiting_with_the_others_to_answer() {
+        let gather = Gather::new(1);
+        assert!(matches!(
+            gather.enter(ResourceType::Patient, &id("a")),
+            Entry::Lane
+        ));
+        let cancelled = queued(gather.enter(ResourceType::Patient, &id("b")));
+        let mut next = queued(gather.enter(ResourceType::Patient, &id("c")));
+        let _last = queued(gather.enter(ResourceType::Patient, &id("d")));
+        drop(cancelled);
+
+        drop(Lane(&gather));
+        match next.try_recv() {
+            Ok(Answer::Lead(others)) => {
+                let others: Vec<_> = others.iter().map(|read| read.id.as_str()).collect();
+                assert_eq!(others, ["d"]);
+            }
+            other => panic!("expected the lane, got {other:?}"),
+        }
+        // The lane stays taken until its new holder hands it on; with nobody waiting then,
+        // it is free.
+        assert_eq!(gather.state().taken, 1);
+        drop(Lane(&gather));
+        assert_eq!(gather.state().taken, 0);
     }
 
     /// Reads that queue behind a taken lane are answered by one statement, each with its
@@ -350,10 +369,7 @@ mod tests {
         while store.reads.state().waiting.len() < asked.len() {
             tokio::task::yield_now().await;
         }
-        drop(Lane {
-            conns: store.conns.clone(),
-            gather: Arc::clone(&store.reads),
-        });
+        drop(Lane(&store.reads));
 
         let mut answers = Vec::new();
         for read in reads {
