@@ -417,4 +417,38 @@ mod tests {
         assert!(state.waiting.is_empty());
         assert_eq!(state.taken, 0);
     }
+
+    /// A waiting read whose answer will not come (the statement meant to answer it failed,
+    /// or the read that was to send it was cancelled) reads on its own.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_read_left_unanswered_reads_on_its_own(
+        options: PgPoolOptions,
+        connect: PgConnectOptions,
+    ) {
+        let store = Store::from_pool(options.max_connections(2).connect_lazy_with(connect))
+            .with_read_lanes(1);
+        let body = serde_json::json!({"resourceType": "Patient", "id": "p1"});
+        let p1 = id("p1");
+        let written = store.update(ResourceType::Patient, &p1, body, None, &[]);
+        assert!(written.await.is_ok());
+
+        let Entry::Lane = store.reads.enter(ResourceType::Patient, &id("holder")) else {
+            panic!("the only lane was free");
+        };
+        let read = tokio::spawn({
+            let store = store.clone();
+            async move { store.read(ResourceType::Patient, &id("p1")).await }
+        });
+        while store.reads.state().waiting.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // Dropped unanswered, as a failed gathered statement leaves them.
+        store.reads.state().waiting.clear();
+
+        let current = read.await.unwrap_or_else(|e| panic!("{e}"));
+        let current = current.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(current.map(|c| c.version.get()), Some(1));
+        // The lane was never the read's: still the holder's.
+        assert_eq!(store.reads.state().taken, 1);
+    }
 }
