@@ -12,7 +12,7 @@
 //! A read that waited runs alone after all when the statement meant to answer it fails (or
 //! the read that was to send it is cancelled), so an error reaches the read it concerns.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use fhir_core::{Id, ResourceType};
 use sqlx::Row;
@@ -56,8 +56,16 @@ struct Waiting {
 enum Answer {
     /// Its row (none: the resource never existed).
     Row(Option<Current>),
-    /// The lane is its own: answer these reads with its own.
-    Lead(Vec<Waiting>),
+    /// The lane is its own: answer the others with its own.
+    Lead(Lead),
+}
+
+/// A lane handed to a waiting read, with the reads it is to answer. Dropped unused (the read
+/// was cancelled after it was sent), its lane is handed on.
+#[derive(Debug)]
+struct Lead {
+    lane: Lane,
+    others: Vec<Waiting>,
 }
 
 /// What a read got on arrival.
@@ -118,14 +126,21 @@ impl Gather {
 
     /// Gives a lane back, or hands it to the oldest waiting read still there, with the
     /// others waiting beside it to answer.
-    fn hand_on(&self) {
+    fn hand_on(self: &Arc<Self>) {
         while let Some(mut waiting) = self.leave() {
             while !waiting.is_empty() {
                 let first = waiting.remove(0);
-                match first.answer.send(Answer::Lead(waiting)) {
+                let lead = Lead {
+                    lane: Lane(Some(Arc::clone(self))),
+                    others: waiting,
+                };
+                match first.answer.send(Answer::Lead(lead)) {
                     Ok(()) => return,
                     // Cancelled meanwhile: the next one leads.
-                    Err(Answer::Lead(rest)) => waiting = rest,
+                    Err(Answer::Lead(Lead { mut lane, others })) => {
+                        lane.0 = None;
+                        waiting = others;
+                    }
                     Err(Answer::Row(_)) => unreachable!("a lead was sent"),
                 }
             }
@@ -133,27 +148,35 @@ impl Gather {
     }
 }
 
-/// A lane held; handed on when dropped, however the read holding it ended.
-struct Lane<'a>(&'a Gather);
+/// A lane held; handed on when dropped, however its holder ended (`None`: already handed).
+#[derive(Debug)]
+struct Lane(Option<Arc<Gather>>);
 
-impl Drop for Lane<'_> {
+impl Drop for Lane {
     fn drop(&mut self) {
-        self.0.hand_on();
+        if let Some(gather) = self.0.take() {
+            gather.hand_on();
+        }
     }
 }
 
 impl Store {
     /// The current row of `type/id`, if it ever existed.
     pub async fn read(&self, rtype: ResourceType, id: &Id) -> Result<Option<Current>, StoreError> {
-        let others = match self.reads.enter(rtype, id) {
-            Entry::Lane => Vec::new(),
+        let Lead {
+            lane: _lane,
+            others,
+        } = match self.reads.enter(rtype, id) {
+            Entry::Lane => Lead {
+                lane: Lane(Some(Arc::clone(&self.reads))),
+                others: Vec::new(),
+            },
             Entry::Queued(answer) => match answer.await {
                 Ok(Answer::Row(current)) => return Ok(current),
-                Ok(Answer::Lead(others)) => others,
+                Ok(Answer::Lead(lead)) => lead,
                 Err(_) => return self.read_alone(rtype, id).await,
             },
         };
-        let _lane = Lane(&self.reads);
         if others.is_empty() {
             self.read_alone(rtype, id).await
         } else {
@@ -268,9 +291,14 @@ mod tests {
         assert!(gather.leave().is_none());
     }
 
+    /// The lane of a read that has one, as `Store::read` holds it.
+    fn lane(gather: &Arc<Gather>) -> Lane {
+        Lane(Some(Arc::clone(gather)))
+    }
+
     #[test]
     fn a_lane_goes_to_the_oldest_read_still_waiting_with_the_others_to_answer() {
-        let gather = Gather::new(1);
+        let gather = Arc::new(Gather::new(1));
         assert!(matches!(
             gather.enter(ResourceType::Patient, &id("a")),
             Entry::Lane
@@ -280,19 +308,44 @@ mod tests {
         let _last = queued(gather.enter(ResourceType::Patient, &id("d")));
         drop(cancelled);
 
-        drop(Lane(&gather));
-        match next.try_recv() {
-            Ok(Answer::Lead(others)) => {
-                let others: Vec<_> = others.iter().map(|read| read.id.as_str()).collect();
-                assert_eq!(others, ["d"]);
-            }
+        drop(lane(&gather));
+        let lead = match next.try_recv() {
+            Ok(Answer::Lead(lead)) => lead,
             other => panic!("expected the lane, got {other:?}"),
-        }
+        };
+        let others: Vec<_> = lead.others.iter().map(|read| read.id.as_str()).collect();
+        assert_eq!(others, ["d"]);
         // The lane stays taken until its new holder hands it on; with nobody waiting then,
         // it is free.
         assert_eq!(gather.state().taken, 1);
-        drop(Lane(&gather));
+        drop(lead);
         assert_eq!(gather.state().taken, 0);
+    }
+
+    #[test]
+    fn a_lane_sent_to_a_read_cancelled_before_it_took_it_up_goes_on() {
+        let gather = Arc::new(Gather::new(1));
+        assert!(matches!(
+            gather.enter(ResourceType::Patient, &id("a")),
+            Entry::Lane
+        ));
+        let leader = queued(gather.enter(ResourceType::Patient, &id("b")));
+        let mut other = queued(gather.enter(ResourceType::Patient, &id("c")));
+        drop(lane(&gather));
+        // The lane went to `b`, which is cancelled with it still in its channel.
+        drop(leader);
+
+        // `c` was to be answered by `b`: it is told to read on its own...
+        assert!(matches!(
+            other.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+        // ...and the lane is not lost: the next read takes it at once.
+        assert_eq!(gather.state().taken, 0);
+        assert!(matches!(
+            gather.enter(ResourceType::Patient, &id("d")),
+            Entry::Lane
+        ));
     }
 
     /// Reads that queue behind a taken lane are answered by one statement, each with its
@@ -369,7 +422,7 @@ mod tests {
         while store.reads.state().waiting.len() < asked.len() {
             tokio::task::yield_now().await;
         }
-        drop(Lane(&store.reads));
+        drop(lane(&store.reads));
 
         let mut answers = Vec::new();
         for read in reads {
