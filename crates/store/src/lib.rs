@@ -108,7 +108,7 @@ impl Store {
             search: Arc::clone(&self.search),
             integrity: self.integrity,
             announcer: outbox::Announcer::default(),
-            reads: Arc::new(reads::Gather::new(DEFAULT_READ_LANES)),
+            reads: Arc::new(reads::Gather::new(self.reads.lanes())),
         }
     }
 

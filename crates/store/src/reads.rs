@@ -85,6 +85,11 @@ impl Gather {
         }
     }
 
+    /// How many statements run at once at most.
+    pub(crate) fn lanes(&self) -> usize {
+        self.lanes
+    }
+
     fn state(&self) -> MutexGuard<'_, Lanes> {
         // The lock is held only to move entries in and out; nothing in it can panic
         // half-way, so a poisoned lock still holds consistent state.
@@ -234,6 +239,14 @@ mod tests {
         text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
     }
 
+    /// `gather` gives the read of `Patient/{text}` a lane of its own.
+    fn takes_lane(gather: &Gather, text: &str) {
+        assert!(matches!(
+            gather.enter(ResourceType::Patient, &id(text)),
+            Entry::Lane
+        ));
+    }
+
     fn queued(entry: Entry) -> oneshot::Receiver<Answer> {
         match entry {
             Entry::Queued(receiver) => receiver,
@@ -244,14 +257,8 @@ mod tests {
     #[test]
     fn reads_run_alone_while_lanes_are_free_and_queue_when_not() {
         let gather = Gather::new(2);
-        assert!(matches!(
-            gather.enter(ResourceType::Patient, &id("a")),
-            Entry::Lane
-        ));
-        assert!(matches!(
-            gather.enter(ResourceType::Patient, &id("b")),
-            Entry::Lane
-        ));
+        takes_lane(&gather, "a");
+        takes_lane(&gather, "b");
         let _c = queued(gather.enter(ResourceType::Patient, &id("c")));
         let _d = queued(gather.enter(ResourceType::Account, &id("d")));
 
@@ -266,19 +273,13 @@ mod tests {
         // With nobody waiting, lanes are given back and the next reads run alone.
         assert!(gather.leave().is_none());
         assert!(gather.leave().is_none());
-        assert!(matches!(
-            gather.enter(ResourceType::Patient, &id("f")),
-            Entry::Lane
-        ));
+        takes_lane(&gather, "f");
     }
 
     #[test]
     fn a_lane_answers_at_most_a_bounded_number_of_reads_at_once() {
         let gather = Gather::new(1);
-        assert!(matches!(
-            gather.enter(ResourceType::Patient, &id("a")),
-            Entry::Lane
-        ));
+        takes_lane(&gather, "a");
         let _waiting: Vec<_> = (0..MAX_GATHERED + 5)
             .map(|n| queued(gather.enter(ResourceType::Patient, &id(&format!("w{n}")))))
             .collect();
@@ -299,10 +300,7 @@ mod tests {
     #[test]
     fn a_lane_goes_to_the_oldest_read_still_waiting_with_the_others_to_answer() {
         let gather = Arc::new(Gather::new(1));
-        assert!(matches!(
-            gather.enter(ResourceType::Patient, &id("a")),
-            Entry::Lane
-        ));
+        takes_lane(&gather, "a");
         let cancelled = queued(gather.enter(ResourceType::Patient, &id("b")));
         let mut next = queued(gather.enter(ResourceType::Patient, &id("c")));
         let _last = queued(gather.enter(ResourceType::Patient, &id("d")));
@@ -325,10 +323,7 @@ mod tests {
     #[test]
     fn a_lane_sent_to_a_read_cancelled_before_it_took_it_up_goes_on() {
         let gather = Arc::new(Gather::new(1));
-        assert!(matches!(
-            gather.enter(ResourceType::Patient, &id("a")),
-            Entry::Lane
-        ));
+        takes_lane(&gather, "a");
         let leader = queued(gather.enter(ResourceType::Patient, &id("b")));
         let mut other = queued(gather.enter(ResourceType::Patient, &id("c")));
         drop(lane(&gather));
@@ -342,10 +337,14 @@ mod tests {
         ));
         // ...and the lane is not lost: the next read takes it at once.
         assert_eq!(gather.state().taken, 0);
-        assert!(matches!(
-            gather.enter(ResourceType::Patient, &id("d")),
-            Entry::Lane
-        ));
+        takes_lane(&gather, "d");
+    }
+
+    #[tokio::test]
+    async fn a_store_on_connections_of_its_own_keeps_its_lanes() {
+        let pool = PgPoolOptions::new().connect_lazy_with(PgConnectOptions::new());
+        let store = Store::from_pool(pool).with_read_lanes(5);
+        assert_eq!(store.with_own_connections(1).reads.lanes(), 5);
     }
 
     /// Reads that queue behind a taken lane are answered by one statement, each with its
