@@ -192,7 +192,7 @@ pub(crate) struct TableSet(usize);
 impl TableSet {
     /// Every table.
     #[cfg(test)]
-    const ALL: TableSet = TableSet((1 << TABLES.len()) - 1);
+    pub(crate) const ALL: TableSet = TableSet((1 << TABLES.len()) - 1);
 
     fn contains(self, table: usize) -> bool {
         self.0 & (1 << table) != 0
