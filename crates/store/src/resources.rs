@@ -209,7 +209,8 @@ fn claimed_twice(new: &[First<'_>]) -> Option<(usize, StoreError)> {
 /// Inserts version 1 of each resource of the arrays `$3` (types), `$4` (ids) and `$5`
 /// (contents) unless its id exists, with its history row (method `$2`), search index rows
 /// and reference records (from `$12`, by position: [`Keys::Placed`]; for one resource,
-/// [`Keys::Cur`]), claims (`$7`-`$9`, by position) and `create` event (ids `$6`), in the
+/// [`Keys::Cur`]; the tables each resource has rows in, `resources.index_tables`, in the
+/// array after them), claims (`$7`-`$9`, by position) and `create` event (ids `$6`), in the
 /// arrays' order. Their `lastUpdated` is `$1` (the clock a transaction read under the write
 /// barrier) or, when null, the database clock read under the write barrier (taken here, so
 /// that a create is one statement); it is set into `meta.lastUpdated` of each content, the
@@ -266,7 +267,7 @@ fn insert_first<const SEVERAL: bool, const TARGETS: bool, const CLAIMS: bool>(
     tables: TableSet,
 ) -> String {
     let keys = if SEVERAL { Keys::Placed } else { Keys::Cur };
-    let (index, _) = insert_ctes(keys, 12, tables);
+    let (index, masks) = insert_ctes(keys, 12, tables);
     let (targets, checked, dangling) = if TARGETS {
         (
             format!(
@@ -297,11 +298,12 @@ fn insert_first<const SEVERAL: bool, const TARGETS: bool, const CLAIMS: bool>(
              select coalesce($1::timestamptz, clock_timestamp()) as at
              from (select pg_advisory_xact_lock_shared({WRITE_BARRIER})) as barrier
          ), new as (
-             select * from unnest($3::text[], $4::text[], $5::text[], $6::uuid[])
-                 with ordinality as new(res_type, id, content, event_id, pos)
+             select * from unnest($3::text[], $4::text[], $5::text[], $6::uuid[],
+                                  ${masks}::int4[])
+                 with ordinality as new(res_type, id, content, event_id, index_tables, pos)
          ){targets}, cur as (
-             insert into resources (res_type, id, version, last_updated, content)
-             select new.res_type, new.id, 1, clock.at, jsonb_set(new.content::jsonb,
+             insert into resources (res_type, id, version, last_updated, index_tables, content)
+             select new.res_type, new.id, 1, clock.at, new.index_tables, jsonb_set(new.content::jsonb,
                  '{{meta,lastUpdated}}',
                  to_jsonb(to_char(clock.at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))
              from new, clock
@@ -333,17 +335,29 @@ fn insert_first<const SEVERAL: bool, const TARGETS: bool, const CLAIMS: bool>(
 }
 
 /// Replaces the current version of resource `$1` by a new one, with its history row,
-/// search index rows (made those from `$9`, see [`replace_ctes`]), claims (the rules and
-/// values of the two arrays after the index rows' ones) and event. Returns how many of the
-/// claims the resource holds: a claim another resource holds is left to it, so fewer than
-/// were bound means a duplicate.
-static UPDATE_CURRENT: Statements = Statements::new(|tables: TableSet| {
-    let (index, next) = replace_ctes(9, tables);
-    let (rules, values) = (next, next + 1);
+/// search index rows (made those from `$9`, see [`replace_ctes`]; the tables they are in
+/// recorded in `resources.index_tables`, the placeholder after the claims), claims (the
+/// rules and values of the two arrays after the index rows' ones) and event. Returns how many
+/// of the claims the resource holds: a claim another resource holds is left to it, so fewer
+/// than were bound means a duplicate. One text per set of tables to replace rows in: those
+/// of the new version and those the current one recorded; tables outside it are left alone.
+static UPDATE_CURRENT: Statements =
+    Statements::new(|replaced: TableSet| update_current(replaced, TableSet::NONE));
+
+/// [`UPDATE_CURRENT`] of a resource whose current version recorded no tables
+/// (`index_tables` null): rows are replaced in the new version's tables and deleted from
+/// every other.
+static UPDATE_UNRECORDED: Statements =
+    Statements::new(|replaced: TableSet| update_current(replaced, TableSet::ALL));
+
+fn update_current(replaced: TableSet, cleared: TableSet) -> String {
+    let (index, next) = replace_ctes(9, replaced, cleared);
+    let (rules, values, tables) = (next, next + 1, next + 2);
     format!(
         "with cur as (
              update resources
-             set version = $2, last_updated = $3, deleted = false, content = $4::jsonb
+             set version = $2, last_updated = $3, deleted = false, content = $4::jsonb,
+                 index_tables = ${tables}::int4
              where key = $1
              returning key, res_type, id, content
          ){index}, hist as (
@@ -374,7 +388,7 @@ static UPDATE_CURRENT: Statements = Statements::new(|tables: TableSet| {
          )
          select (select count(*) from claimed) as claimed"
     )
-});
+}
 
 /// Removes the search index rows of resource `$1`.
 static DELETE_INDEX: LazyLock<String> = LazyLock::new(|| {
@@ -614,6 +628,7 @@ impl Store {
         let result = {
             let mut rows = IndexRows::default();
             let (mut claimants, mut rules, mut values) = (Vec::new(), Vec::new(), Vec::new());
+
             // Positions count from 1, as `with ordinality` does.
             for (position, first) in (1_i64..).zip(new.iter()) {
                 first.indexed.push_placed(&mut rows, position);
@@ -623,6 +638,14 @@ impl Store {
                     values.push(claim.value.as_str());
                 }
             }
+            // The tables each resource has rows in (for one, those of the statement).
+            let masks: Vec<i32> = match new {
+                [_] => vec![rows.tables().bits()],
+                _ => new
+                    .iter()
+                    .map(|f| f.indexed.rows().tables().bits())
+                    .collect(),
+            };
             let types: Vec<&str> = new.iter().map(|f| f.rtype.as_str()).collect();
             let ids: Vec<&str> = new.iter().map(|f| f.id.as_str()).collect();
             let contents: Vec<&str> = new.iter().map(|f| f.content.as_str()).collect();
@@ -648,7 +671,10 @@ impl Store {
                 .bind(values)
                 .bind(target_types)
                 .bind(target_ids);
-            rows.bind(query, shape.keys()).fetch_one(&mut *conn).await
+            rows.bind(query, shape.keys())
+                .bind(masks)
+                .fetch_one(&mut *conn)
+                .await
         };
         let missing = result.as_ref().ok().and_then(|row| {
             let ord: Option<i64> = row.get(2);
@@ -823,7 +849,7 @@ impl Store {
         // Without the transaction's clock, the clock is read under the write barrier in the
         // statement that locks the row (or, for a new resource, in the insert's).
         let current = sqlx::query(
-            "select key, version, deleted, last_updated,
+            "select key, version, deleted, last_updated, index_tables,
                     case when $3 then (select clock_timestamp()
                         from (select pg_advisory_xact_lock_shared($4)) as barrier) end as clock
              from resources where res_type = $1 and id = $2 for update",
@@ -893,7 +919,15 @@ impl Store {
         // until the transaction ends, and this statement sees every committed one.
         let indexed = self.index_values(rtype, &resource).await?;
         let rows = indexed.rows();
-        let query = sqlx::query(UPDATE_CURRENT.get(rows.tables()))
+        let written = rows.tables();
+        let (statement, replaced) = match current.get::<Option<i32>, _>("index_tables") {
+            Some(bits) => (
+                &UPDATE_CURRENT,
+                written.union(TableSet::recorded(Some(bits))),
+            ),
+            None => (&UPDATE_UNRECORDED, written),
+        };
+        let query = sqlx::query(statement.get(replaced))
             .bind(key)
             .bind(next.get())
             .bind(at)
@@ -905,9 +939,10 @@ impl Store {
         let (rules, values): (Vec<&str>, Vec<&str>) =
             claims.iter().map(|c| (c.rule, c.value.as_str())).unzip();
         let held = rows
-            .bind(query, Keys::Cur)
+            .bind_tables(query, Keys::Cur, replaced)
             .bind(&rules)
             .bind(&values)
+            .bind(written.bits())
             .fetch_one(&mut *tx)
             .await;
         match held {
@@ -1000,7 +1035,7 @@ impl Store {
         let row = sqlx::query(
             "with cur as (
                  update resources
-                 set version = version + 1, deleted = true, content = null,
+                 set version = version + 1, deleted = true, content = null, index_tables = 0,
                      last_updated = greatest($3, last_updated + interval '1 microsecond')
                  where res_type = $1 and id = $2 and not deleted
                  returning key, version, last_updated

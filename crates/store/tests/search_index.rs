@@ -357,6 +357,77 @@ async fn an_update_replaces_the_rows_and_a_delete_removes_them(pool: PgPool) {
     );
 }
 
+/// What `resources.index_tables` records for `Patient/id`.
+async fn recorded(pool: &PgPool, id: &str) -> Option<i32> {
+    sqlx::query_scalar("select index_tables from resources where res_type = 'Patient' and id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The tables of `rows` (as [`rows`] shows them), sorted, once each.
+fn tables(rows: &[String]) -> Vec<String> {
+    let mut tables: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.split(' ').nth(2).map(str::to_owned))
+        .collect();
+    tables.dedup();
+    tables.sort();
+    tables.dedup();
+    tables
+}
+
+/// An update replaces rows in the tables its new version has rows in and in those the
+/// current version recorded, and leaves the others alone: rows in a table only the current
+/// version had are gone too, whether the current version recorded its tables (a write) or
+/// not (a re-index, or a row written before the record).
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn an_update_empties_the_tables_only_the_current_version_had(pool: PgPool) {
+    let store = unchecked(&pool);
+    let full = ["date", "record", "reference", "string", "token"];
+    let named_only = ["string", "token"];
+    put(&store, ResourceType::Patient, "p1", patient()).await;
+    assert_eq!(tables(&rows_of(&pool, "Patient/p1").await), full);
+    // string, token, date, reference and the reference record.
+    assert_eq!(recorded(&pool, "p1").await, Some(0b1_0000_1111));
+
+    put(&store, ResourceType::Patient, "p1", named("Alpha")).await;
+    let rows = rows_of(&pool, "Patient/p1").await;
+    assert_eq!(tables(&rows), named_only, "{rows:?}");
+    assert_eq!(recorded(&pool, "p1").await, Some(0b11));
+
+    // Not recorded: every table is looked in.
+    put(&store, ResourceType::Patient, "p1", patient()).await;
+    let cleared = sqlx::query("update resources set index_tables = null where id = 'p1'")
+        .execute(&pool)
+        .await;
+    assert!(cleared.is_ok(), "{cleared:?}");
+    put(&store, ResourceType::Patient, "p1", named("Beta")).await;
+    let rows = rows_of(&pool, "Patient/p1").await;
+    assert_eq!(tables(&rows), named_only, "{rows:?}");
+    assert_has(&rows, &["Patient/p1 family string (beta,Beta)"]);
+    assert_eq!(recorded(&pool, "p1").await, Some(0b11));
+
+    // A re-index clears the record; the next update still empties what the rows were in.
+    put(&store, ResourceType::Patient, "p2", patient()).await;
+    let reindexed = store.reindex_all().await;
+    assert!(reindexed.is_ok(), "{reindexed:?}");
+    assert_eq!(recorded(&pool, "p2").await, None);
+    assert_eq!(tables(&rows_of(&pool, "Patient/p2").await), full);
+    put(&store, ResourceType::Patient, "p2", named("Gamma")).await;
+    assert_eq!(tables(&rows_of(&pool, "Patient/p2").await), named_only);
+
+    // A delete leaves no rows, and records none; brought back, it has its rows again.
+    let deleted = store.delete(ResourceType::Patient, &id("p2")).await;
+    assert!(matches!(deleted, Ok(Some(_))), "{deleted:?}");
+    assert!(rows_of(&pool, "Patient/p2").await.is_empty());
+    assert_eq!(recorded(&pool, "p2").await, Some(0));
+    put(&store, ResourceType::Patient, "p2", patient()).await;
+    assert_eq!(tables(&rows_of(&pool, "Patient/p2").await), full);
+    assert_eq!(recorded(&pool, "p2").await, Some(0b1_0000_1111));
+}
+
 /// Where each index row of `Type/id` is stored (`table ctid`): a row rewritten moves.
 async fn places_of(pool: &PgPool, rtype: &str, id: &str) -> Vec<String> {
     let tables = [

@@ -49,12 +49,16 @@ enum Scope {
 }
 
 /// The statement that replaces a batch's rows and records the batch done: `$1` the keys,
-/// `$2` the type, `$3` the last key, the rows from `$4`.
+/// `$2` the type, `$3` the last key, the rows from `$4`. The resources' record of the tables
+/// their rows are in is cleared (`index_tables` null: any table), so that their next update
+/// looks in every table.
 static REPLACE_BATCH: Statements = Statements::new(|tables: TableSet| {
     let (inserts, _) = insert_ctes(Keys::Bound, 4, tables);
     format!(
         "with state as (
              update search_index_state set reindexed_to = $3 where res_type = $2
+         ), recorded as (
+             update resources set index_tables = null where key = any($1)
          ){deletes}{inserts}
          select 1",
         deletes = delete_ctes("= any($1)"),

@@ -191,11 +191,31 @@ pub(crate) struct TableSet(usize);
 
 impl TableSet {
     /// Every table.
-    #[cfg(test)]
     pub(crate) const ALL: TableSet = TableSet((1 << TABLES.len()) - 1);
+
+    /// No table.
+    pub(crate) const NONE: TableSet = TableSet(0);
 
     fn contains(self, table: usize) -> bool {
         self.0 & (1 << table) != 0
+    }
+
+    /// The tables of either set.
+    pub(crate) fn union(self, other: TableSet) -> TableSet {
+        TableSet(self.0 | other.0)
+    }
+
+    /// The set as stored in `resources.index_tables` (bit `i` for `TABLES[i]`).
+    pub(crate) fn bits(self) -> i32 {
+        // Nine tables: the bits fit.
+        i32::try_from(self.0).unwrap_or(i32::MAX)
+    }
+
+    /// The set `resources.index_tables` records: every table when it records none (a row
+    /// written before the column was, or re-indexed since its last write).
+    pub(crate) fn recorded(bits: Option<i32>) -> TableSet {
+        bits.and_then(|bits| usize::try_from(bits).ok())
+            .map_or(TableSet::ALL, |bits| TableSet(bits & TableSet::ALL.0))
     }
 }
 
@@ -293,17 +313,19 @@ fn insert_cte(table: &Table, keys: Keys, next: &mut usize) -> String {
 }
 
 /// Common table expressions, each after a `, `, that make the index rows of resource `$1`
-/// (updated by the CTE `cur`) those bound from placeholder `$first` on, for the tables in
-/// `tables`, and none in the others; returns them and the next free placeholder. A row that
-/// is already there stays: an update that leaves a value as it was writes nothing for it,
-/// instead of deleting and inserting the same row (most updates change a few values).
-pub(crate) fn replace_ctes(first: usize, tables: TableSet) -> (String, usize) {
+/// (updated by the CTE `cur`) in the tables of `replaced` those bound from placeholder
+/// `$first` on (none for a table without rows bound), and delete its rows from the tables
+/// of `cleared`; returns them and the next free placeholder. A row that is already there
+/// stays: an update that leaves a value as it was writes nothing for it, instead of
+/// deleting and inserting the same row (most updates change a few values). A table in
+/// neither set is not touched: every table costs the statement a step even with no rows.
+pub(crate) fn replace_ctes(first: usize, replaced: TableSet, cleared: TableSet) -> (String, usize) {
     let mut sql = String::new();
     let mut next = first;
     for (i, table) in TABLES.iter().enumerate() {
-        if tables.contains(i) {
+        if replaced.contains(i) {
             sql.push_str(&replace_cte(table, &mut next));
-        } else {
+        } else if cleared.contains(i) {
             sql.push_str(&format!(
                 ", {name}_old as (delete from {name} where res_key = $1)",
                 name = table.name
@@ -619,6 +641,21 @@ impl<'v> IndexRows<'v> {
     where
         'v: 'q,
     {
+        let tables = self.tables();
+        self.bind_tables(query, keys, tables)
+    }
+
+    /// [`IndexRows::bind`] for a statement that has the tables of `tables` (a set that
+    /// holds [`IndexRows::tables`]), whose arrays are bound empty where there are no rows.
+    pub(crate) fn bind_tables<'q>(
+        self,
+        query: PgQuery<'q>,
+        keys: Keys,
+        tables: TableSet,
+    ) -> PgQuery<'q>
+    where
+        'v: 'q,
+    {
         let IndexRows {
             string,
             token,
@@ -631,7 +668,7 @@ impl<'v> IndexRows<'v> {
             record,
         } = self;
         let mut query = query;
-        if !string.ids.is_empty() {
+        if tables.contains(0) {
             query = string
                 .ids
                 .bind(query, keys)
@@ -640,7 +677,7 @@ impl<'v> IndexRows<'v> {
                 .bind(string.part)
                 .bind(string.sound);
         }
-        if !token.ids.is_empty() {
+        if tables.contains(1) {
             query = token
                 .ids
                 .bind(query, keys)
@@ -650,10 +687,10 @@ impl<'v> IndexRows<'v> {
                 .bind(token.type_system)
                 .bind(token.type_code);
         }
-        if !date.ids.is_empty() {
+        if tables.contains(2) {
             query = date.ids.bind(query, keys).bind(date.low).bind(date.high);
         }
-        if !reference.ids.is_empty() {
+        if tables.contains(3) {
             query = reference
                 .ids
                 .bind(query, keys)
@@ -664,7 +701,7 @@ impl<'v> IndexRows<'v> {
                 .bind(reference.identifier_system)
                 .bind(reference.identifier_value);
         }
-        if !quantity.ids.is_empty() {
+        if tables.contains(4) {
             query = quantity
                 .ids
                 .bind(query, keys)
@@ -674,16 +711,16 @@ impl<'v> IndexRows<'v> {
                 .bind(quantity.system)
                 .bind(quantity.code);
         }
-        if !number.ids.is_empty() {
+        if tables.contains(5) {
             query = number.ids.bind(query, keys).bind(number.value);
         }
-        if !uri.ids.is_empty() {
+        if tables.contains(6) {
             query = uri.ids.bind(query, keys).bind(uri.value);
         }
-        if !composite.ids.is_empty() {
+        if tables.contains(7) {
             query = composite.ids.bind(query, keys).bind(composite.components);
         }
-        if !record.keys.is_empty() {
+        if tables.contains(8) {
             if keys != Keys::Cur {
                 query = query.bind(record.keys);
             }
@@ -809,9 +846,9 @@ mod tests {
     }
 
     #[test]
-    fn a_replacement_compares_what_it_binds_and_clears_the_other_tables() {
+    fn a_replacement_compares_what_it_binds_and_clears_the_tables_it_is_told() {
         let date_only = TableSet(1 << 2);
-        let (sql, next) = replace_ctes(9, date_only);
+        let (sql, next) = replace_ctes(9, date_only, TableSet::ALL);
         assert_eq!(next, 12, "param, low and high");
         assert!(sql.contains(
             "search_date_rows as (select t.param as param, coalesce(t.low, '-infinity') as low, \
@@ -826,10 +863,39 @@ mod tests {
         );
         assert_eq!(sql.matches("_old as").count(), TABLES.len());
         assert_eq!(sql.matches("_new as").count(), 1);
-        let (sql, _) = replace_ctes(1, TableSet(1 << 5));
+        // With the tables the resource's rows are in known, the others are left alone.
+        let (known, _) = replace_ctes(9, date_only, TableSet::NONE);
+        assert_eq!(known.matches("_old as").count(), 1, "{known}");
+        assert!(!known.contains("search_string"), "{known}");
+        let (sql, _) = replace_ctes(1, TableSet(1 << 5), TableSet::NONE);
         assert!(
             sql.contains("(v.param, v.value::text) is not distinct from (s.param, s.value::text)")
         );
+    }
+
+    /// `resources.index_tables` stores sets of these tables by position: a table may be
+    /// added at the end, never moved.
+    #[test]
+    fn the_tables_keep_their_positions() {
+        let names: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+        assert_eq!(
+            names,
+            [
+                "search_string",
+                "search_token",
+                "search_date",
+                "search_reference",
+                "search_quantity",
+                "search_number",
+                "search_uri",
+                "search_composite",
+                "resource_references",
+            ]
+        );
+        assert_eq!(TableSet::recorded(None), TableSet::ALL);
+        assert_eq!(TableSet::recorded(Some(0b101)), TableSet(0b101));
+        assert_eq!(TableSet(0b101).bits(), 5);
+        assert_eq!(TableSet::NONE.union(TableSet(1 << 3)), TableSet(1 << 3));
     }
 
     #[test]
