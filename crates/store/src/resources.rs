@@ -341,42 +341,18 @@ fn insert_first<const SEVERAL: bool, const TARGETS: bool, const CLAIMS: bool>(
 /// of the claims the resource holds: a claim another resource holds is left to it, so fewer
 /// than were bound means a duplicate. One text per set of tables to replace rows in: those
 /// of the new version and those the current one recorded; tables outside it are left alone.
-/// Without claims to make, the statement has no step inserting them (the current version's
-/// are still removed).
-static UPDATE_CURRENT: [Statements; 2] = [
-    Statements::new(|replaced: TableSet| update_current(replaced, TableSet::NONE, false)),
-    Statements::new(|replaced: TableSet| update_current(replaced, TableSet::NONE, true)),
-];
+static UPDATE_CURRENT: Statements =
+    Statements::new(|replaced: TableSet| update_current(replaced, TableSet::NONE));
 
 /// [`UPDATE_CURRENT`] of a resource whose current version recorded no tables
 /// (`index_tables` null): rows are replaced in the new version's tables and deleted from
 /// every other.
-static UPDATE_UNRECORDED: [Statements; 2] = [
-    Statements::new(|replaced: TableSet| update_current(replaced, TableSet::ALL, false)),
-    Statements::new(|replaced: TableSet| update_current(replaced, TableSet::ALL, true)),
-];
+static UPDATE_UNRECORDED: Statements =
+    Statements::new(|replaced: TableSet| update_current(replaced, TableSet::ALL));
 
-fn update_current(replaced: TableSet, cleared: TableSet, claims: bool) -> String {
+fn update_current(replaced: TableSet, cleared: TableSet) -> String {
     let (index, next) = replace_ctes(9, replaced, cleared);
     let (rules, values, tables) = (next, next + 1, next + 2);
-    let (claimed, count) = if claims {
-        (
-            format!(
-                ", claimed as (
-             insert into unique_claims (rule, value, res_type, res_id)
-             select c.rule, c.value, cur.res_type, cur.id
-             from cur, unnest(${rules}::text[], ${values}::text[]) as c(rule, value)
-             on conflict (rule, value) do update set rule = excluded.rule
-             where unique_claims.res_type = excluded.res_type
-               and unique_claims.res_id = excluded.res_id
-             returning 1
-         )"
-            ),
-            "(select count(*) from claimed)",
-        )
-    } else {
-        (String::new(), "0::int8")
-    };
     format!(
         "with cur as (
              update resources
@@ -401,8 +377,16 @@ fn update_current(replaced: TableSet, cleared: TableSet, claims: bool) -> String
              where u.res_type = cur.res_type and u.res_id = cur.id
              and (u.rule, u.value) not in
                  (select * from unnest(${rules}::text[], ${values}::text[]))
-         ){claimed}
-         select {count} as claimed"
+         ), claimed as (
+             insert into unique_claims (rule, value, res_type, res_id)
+             select c.rule, c.value, cur.res_type, cur.id
+             from cur, unnest(${rules}::text[], ${values}::text[]) as c(rule, value)
+             on conflict (rule, value) do update set rule = excluded.rule
+             where unique_claims.res_type = excluded.res_type
+               and unique_claims.res_id = excluded.res_id
+             returning 1
+         )
+         select (select count(*) from claimed) as claimed"
     )
 }
 
@@ -938,10 +922,10 @@ impl Store {
         let written = rows.tables();
         let (statement, replaced) = match current.get::<Option<i32>, _>("index_tables") {
             Some(bits) => (
-                &UPDATE_CURRENT[usize::from(!claims.is_empty())],
+                &UPDATE_CURRENT,
                 written.union(TableSet::recorded(Some(bits))),
             ),
-            None => (&UPDATE_UNRECORDED[usize::from(!claims.is_empty())], written),
+            None => (&UPDATE_UNRECORDED, written),
         };
         let query = sqlx::query(statement.get(replaced))
             .bind(key)
@@ -1299,27 +1283,6 @@ mod tests {
             );
             // The index rows' arrays are numbered the same in every shape.
             assert!(text.contains("$12::"), "{inserts:?}");
-        }
-    }
-
-    #[test]
-    fn an_update_has_a_step_for_inserting_claims_only_when_it_makes_claims() {
-        let date_only = TableSet::NONE.union(TableSet::recorded(Some(1 << 2)));
-        for (statements, cleared) in [(&UPDATE_CURRENT, false), (&UPDATE_UNRECORDED, true)] {
-            for (claims, statement) in statements.iter().enumerate() {
-                let text = statement.get(date_only);
-                let claims = claims == 1;
-                assert_eq!(text.contains("insert into unique_claims"), claims, "{text}");
-                assert!(text.contains("delete from unique_claims"), "{text}");
-                assert!(text.contains("insert into search_date"), "{text}");
-                assert_eq!(
-                    text.contains("delete from search_string"),
-                    cleared,
-                    "{text}"
-                );
-                // Placeholders after the index rows': rules, values, recorded tables.
-                assert!(text.contains("index_tables = $14::int4"), "{text}");
-            }
         }
     }
 
