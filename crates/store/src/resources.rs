@@ -3,7 +3,6 @@
 //! current version (or removes them, for a delete) and the uniqueness claims.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use fhir_core::reference::LocalReference;
@@ -18,7 +17,7 @@ use crate::content::resource_type_first;
 use crate::integrity::{DANGLING_CTES, DEADLOCK_RETRIES, dangling, distinct_targets, is_deadlock};
 use crate::outbox::new_event_id;
 use crate::search_index::{
-    IndexRows, Indexed, Keys, Statements, TableSet, delete_ctes, insert_ctes, replace_ctes,
+    IndexRows, Indexed, Keys, Statements, TableSet, insert_ctes, replace_ctes,
 };
 use crate::{Store, StoreError};
 
@@ -390,9 +389,11 @@ fn update_current(replaced: TableSet, cleared: TableSet) -> String {
     )
 }
 
-/// Removes the search index rows of resource `$1`.
-static DELETE_INDEX: LazyLock<String> = LazyLock::new(|| {
-    let deletes = delete_ctes("= $1");
+/// Removes the search index rows of resource `$1` from the tables it recorded (one text
+/// per set). The record stays as it was: it may name tables without rows, never the other
+/// way round, and a resource brought back replaces rows in those tables too.
+static DELETE_INDEX: Statements = Statements::new(|recorded: TableSet| {
+    let (deletes, _) = replace_ctes(2, TableSet::NONE, recorded);
     format!("with {} select 1", deletes.trim_start_matches(", "))
 });
 
@@ -1035,10 +1036,10 @@ impl Store {
         let row = sqlx::query(
             "with cur as (
                  update resources
-                 set version = version + 1, deleted = true, content = null, index_tables = 0,
+                 set version = version + 1, deleted = true, content = null,
                      last_updated = greatest($3, last_updated + interval '1 microsecond')
                  where res_type = $1 and id = $2 and not deleted
-                 returning key, version, last_updated
+                 returning key, version, last_updated, index_tables
              ), hist as (
                  insert into resource_history (res_type, id, version, last_updated, method, status)
                  select $1, $2, version, last_updated, 'DELETE', 204 from cur
@@ -1056,7 +1057,7 @@ impl Store {
                  delete from unique_claims u using cur
                  where u.res_type = $1 and u.res_id = $2
              )
-             select key, version, last_updated from cur",
+             select key, version, last_updated, index_tables from cur",
         )
         .bind(rtype.as_str())
         .bind(id)
@@ -1070,10 +1071,13 @@ impl Store {
         let at: DateTime<Utc> = row.get("last_updated");
         // A statement of its own, after the row lock was taken: it sees the rows a
         // re-index batch committed while this delete waited for that lock.
-        sqlx::query(&DELETE_INDEX)
-            .bind(row.get::<i64, _>("key"))
-            .execute(&mut *tx)
-            .await?;
+        let recorded = TableSet::recorded(row.get("index_tables"));
+        if recorded != TableSet::NONE {
+            sqlx::query(DELETE_INDEX.get(recorded))
+                .bind(row.get::<i64, _>("key"))
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(Some((VersionId::new(row.get("version")), at)))
     }
 

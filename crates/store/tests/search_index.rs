@@ -418,14 +418,24 @@ async fn an_update_empties_the_tables_only_the_current_version_had(pool: PgPool)
     put(&store, ResourceType::Patient, "p2", named("Gamma")).await;
     assert_eq!(tables(&rows_of(&pool, "Patient/p2").await), named_only);
 
-    // A delete leaves no rows, and records none; brought back, it has its rows again.
+    // A delete leaves no rows (its record stays, naming tables that may hold some); brought
+    // back, it has its rows again.
     let deleted = store.delete(ResourceType::Patient, &id("p2")).await;
     assert!(matches!(deleted, Ok(Some(_))), "{deleted:?}");
     assert!(rows_of(&pool, "Patient/p2").await.is_empty());
-    assert_eq!(recorded(&pool, "p2").await, Some(0));
+    assert_eq!(recorded(&pool, "p2").await, Some(0b11));
     put(&store, ResourceType::Patient, "p2", patient()).await;
     assert_eq!(tables(&rows_of(&pool, "Patient/p2").await), full);
     assert_eq!(recorded(&pool, "p2").await, Some(0b1_0000_1111));
+
+    // A resource with no rows at all records no table, and is deleted all the same.
+    let bare = json!({"resourceType": "Organization"});
+    put(&store, ResourceType::Organization, "o-bare", bare).await;
+    assert!(rows_of(&pool, "Organization/o-bare").await.is_empty());
+    let deleted = store
+        .delete(ResourceType::Organization, &id("o-bare"))
+        .await;
+    assert!(matches!(deleted, Ok(Some(_))), "{deleted:?}");
 }
 
 /// Where each index row of `Type/id` is stored (`table ctid`): a row rewritten moves.
