@@ -629,7 +629,6 @@ impl Store {
         let result = {
             let mut rows = IndexRows::default();
             let (mut claimants, mut rules, mut values) = (Vec::new(), Vec::new(), Vec::new());
-
             // Positions count from 1, as `with ordinality` does.
             for (position, first) in (1_i64..).zip(new.iter()) {
                 first.indexed.push_placed(&mut rows, position);
