@@ -573,6 +573,12 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
+            // Gone before its database is dropped: a server still running can open a
+            // connection while the drop runs, and the drop then fails.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         if std::thread::panicking() {
             eprintln!(
@@ -890,6 +896,7 @@ async fn create_database(admin_url: &str, db_name: &str) {
 /// outside of a Tokio runtime.
 fn drop_database(admin_url: &str, db_name: &str) {
     let admin_url = admin_url.to_owned();
+    let db_name = db_name.to_owned();
     let sql = format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)");
     let worker = std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -900,12 +907,16 @@ fn drop_database(admin_url: &str, db_name: &str) {
         };
         runtime.block_on(async move {
             let work = async {
-                if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
-                    let _ = conn.execute(sql.as_str()).await;
-                    let _ = conn.close().await;
-                }
+                let mut conn = PgConnection::connect(&admin_url).await?;
+                conn.execute(sql.as_str()).await?;
+                conn.close().await
             };
-            let _ = tokio::time::timeout(Duration::from_secs(20), work).await;
+            // A database left behind costs disk only; say why, so that it can be dropped.
+            match tokio::time::timeout(Duration::from_secs(20), work).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => eprintln!("test database {db_name} not dropped: {error}"),
+                Err(_) => eprintln!("test database {db_name} not dropped within 20 s"),
+            }
         });
     });
     let _ = worker.join();
