@@ -357,46 +357,43 @@ mod tests {
     ) {
         let store = Store::from_pool(options.max_connections(2).connect_lazy_with(connect))
             .with_read_lanes(1);
-        let put = |rtype: ResourceType, id: &str, body: serde_json::Value| {
-            let store = store.clone();
-            let id = self::id(id);
-            async move {
-                let written = store.update(rtype, &id, body, None, &[]).await;
-                written.unwrap_or_else(|e| panic!("{e}"))
+        let writes = [
+            (
+                "p1",
+                serde_json::json!({"resourceType": "Patient", "id": "p1", "gender": "female"}),
+            ),
+            (
+                "p2",
+                serde_json::json!({"resourceType": "Patient", "id": "p2"}),
+            ),
+            (
+                "p2",
+                serde_json::json!({"resourceType": "Patient", "id": "p2", "active": true}),
+            ),
+            (
+                "gone",
+                serde_json::json!({"resourceType": "Patient", "id": "gone"}),
+            ),
+        ];
+        for (name, body) in writes {
+            let name = id(name);
+            if let Err(e) = store
+                .update(ResourceType::Patient, &name, body, None, &[])
+                .await
+            {
+                panic!("{e}");
             }
-        };
-        put(
-            ResourceType::Patient,
-            "p1",
-            serde_json::json!({"resourceType": "Patient", "id": "p1", "gender": "female"}),
-        )
-        .await;
-        put(
-            ResourceType::Patient,
-            "p2",
-            serde_json::json!({"resourceType": "Patient", "id": "p2"}),
-        )
-        .await;
-        put(
-            ResourceType::Patient,
-            "p2",
-            serde_json::json!({"resourceType": "Patient", "id": "p2", "active": true}),
-        )
-        .await;
-        put(
-            ResourceType::Patient,
-            "gone",
-            serde_json::json!({"resourceType": "Patient", "id": "gone"}),
-        )
-        .await;
+        }
         let deleted = store.delete(ResourceType::Patient, &id("gone")).await;
         assert!(matches!(deleted, Ok(Some(_))), "{deleted:?}");
-        put(
-            ResourceType::Organization,
-            "p1",
-            serde_json::json!({"resourceType": "Organization", "id": "p1", "name": "Acme"}),
-        )
-        .await;
+        let body = serde_json::json!({"resourceType": "Organization", "id": "p1", "name": "Acme"});
+        let p1 = id("p1");
+        if let Err(e) = store
+            .update(ResourceType::Organization, &p1, body, None, &[])
+            .await
+        {
+            panic!("{e}");
+        }
 
         // The lane is taken: every read below waits for it.
         let Entry::Lane = store.reads.enter(ResourceType::Patient, &id("holder")) else {
