@@ -108,11 +108,12 @@ pub struct Event {
 
 /// Every event in the outbox, oldest first.
 pub async fn outbox(pool: &PgPool) -> Vec<Event> {
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as("select event_id::text, routing_key, payload::text from outbox order by id")
-            .fetch_all(pool)
-            .await
-            .unwrap();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "select event_id::text, routing_key, payload from outbox_envelopes order by id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
     rows.into_iter()
         .map(|(event_id, routing_key, payload)| Event {
             event_id,

@@ -16,7 +16,7 @@ use events::lapin::options::{
 };
 use events::lapin::types::FieldTable;
 use events::lapin::{BasicProperties, Channel, Connection};
-use events::{Action, CONTENT_TYPE, DurableQueue, Envelope, Publisher, SPEC_VERSION};
+use events::{Action, CONTENT_TYPE, DurableQueue, Publisher};
 use fhir_server::relay::{BATCH_SIZE, step};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
@@ -115,69 +115,79 @@ pub async fn run(count: usize, patient: &Path) -> anyhow::Result<()> {
 }
 
 /// Inserts `count` change events of Patients `relay-<n>`: a create and an update each,
-/// envelopes as the server writes them.
+/// with the history rows they name, as the server writes them.
 async fn fill_outbox(
     pool: &PgPool,
     count: usize,
     patient: &serde_json::Map<String, Value>,
 ) -> anyhow::Result<()> {
-    let last_updated = chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
-    let mut ids = Vec::with_capacity(FILL_CHUNK);
+    let now = chrono::Utc::now();
+    let last_updated = now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let mut events = Vec::with_capacity(FILL_CHUNK);
     let mut keys = Vec::with_capacity(FILL_CHUNK);
-    let mut payloads = Vec::with_capacity(FILL_CHUNK);
+    let mut ids = Vec::with_capacity(FILL_CHUNK);
+    let mut versions = Vec::with_capacity(FILL_CHUNK);
+    let mut contents = Vec::with_capacity(FILL_CHUNK);
     for n in 0..count {
         let id = format!("relay-{}", n / 2);
         let version = (n % 2) as i64 + 1;
+        let action = if version == 1 {
+            Action::Create
+        } else {
+            Action::Update
+        };
         let mut resource = patient.clone();
         resource.insert("id".into(), json!(id));
         resource.insert(
             "meta".into(),
             json!({"versionId": version.to_string(), "lastUpdated": last_updated}),
         );
-        let envelope = Envelope {
-            spec_version: SPEC_VERSION,
-            event_id: Uuid::new_v4(),
-            action: if version == 1 {
-                Action::Create
-            } else {
-                Action::Update
-            },
-            resource_type: "Patient".into(),
-            id,
-            version_id: version,
-            last_updated: last_updated.clone(),
-            resource: Some(Value::Object(resource)),
-        };
-        ids.push(envelope.event_id.to_string());
-        keys.push(envelope.routing_key());
-        payloads.push(serde_json::to_string(&envelope)?);
-        if ids.len() == FILL_CHUNK || n + 1 == count {
+        events.push(Uuid::new_v4().to_string());
+        keys.push(format!("Patient.{}", action.as_str()));
+        ids.push(id);
+        versions.push(version);
+        contents.push(serde_json::to_string(&resource)?);
+        if events.len() == FILL_CHUNK || n + 1 == count {
             sqlx::query(
-                "insert into outbox (event_id, routing_key, payload)
-                 select * from unnest($1::text[]::uuid[], $2::text[], $3::text[]::jsonb[])",
+                "with hist as (
+                     insert into resource_history
+                         (res_type, id, version, last_updated, method, status, content)
+                     select 'Patient', id, version, $6,
+                            case version when 1 then 'POST' else 'PUT' end,
+                            case version when 1 then 201 else 200 end, content::jsonb
+                     from unnest($3::text[], $4::int8[], $5::text[]) as t(id, version, content)
+                 )
+                 insert into outbox (event_id, routing_key, res_type, res_id, version)
+                 select event_id::uuid, routing_key, 'Patient', id, version
+                 from unnest($1::text[], $2::text[], $3::text[], $4::int8[])
+                      as t(event_id, routing_key, id, version)",
             )
-            .bind(&ids)
+            .bind(&events)
             .bind(&keys)
-            .bind(&payloads)
+            .bind(&ids)
+            .bind(&versions)
+            .bind(&contents)
+            .bind(now)
             .execute(pool)
             .await?;
-            ids.clear();
-            keys.clear();
-            payloads.clear();
+            for column in [&mut events, &mut keys, &mut ids, &mut contents] {
+                column.clear();
+            }
+            versions.clear();
         }
     }
     sqlx::query("vacuum analyze outbox").execute(pool).await?;
+    sqlx::query("vacuum analyze resource_history")
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
-/// The unsent events as the relay reads them (the payload as PostgreSQL renders the
-/// stored `jsonb`), so that the plain loop sends the same bytes.
+/// The unsent events as the relay reads them, so that the plain loop sends the same bytes.
 async fn read_outbox(pool: &PgPool) -> anyhow::Result<Vec<Message>> {
     let rows = sqlx::query(
-        "select event_id::text as event_id, routing_key, payload::text as payload
-         from outbox where sent_at is null order by id",
+        "select event_id::text as event_id, routing_key, payload
+         from outbox_envelopes where sent_at is null order by id",
     )
     .fetch_all(pool)
     .await?;

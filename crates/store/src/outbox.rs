@@ -90,7 +90,8 @@ const CLAIM_SCAN: i64 = 2;
 /// over a second per batch once the backlog reached tens of thousands and made the relay
 /// fall further behind. The last step locks by primary key only (no condition on
 /// `sent_at`, so no partial index is a candidate), and a row another relay marked sent
-/// meanwhile comes back with `unsent` false.
+/// meanwhile comes back with `unsent` false. The envelopes of the rows it locked are built
+/// from their versions' history rows (`outbox_envelopes`), which are read, not locked.
 const CLAIM: &str = "
     with prefix as materialized (
         select id, res_key from outbox where sent_at is null order by id limit $2
@@ -98,13 +99,16 @@ const CLAIM: &str = "
         select id
         from (select id, res_key, min(id) over (partition by res_key) as head from prefix) p
         where res_key is null or id = head
+    ), claimed as (
+        select id, sent_at is null as unsent
+        from outbox
+        where id = any(array(select id from heads))
+        order by id limit $1
+        for update skip locked
     )
-    select id, event_id::text as event_id, routing_key, payload::text as payload,
-           sent_at is null as unsent
-    from outbox
-    where id = any(array(select id from heads))
-    order by id limit $1
-    for update skip locked";
+    select id, e.event_id::text as event_id, e.routing_key, e.payload, c.unsent
+    from claimed c join outbox_envelopes e using (id)
+    order by id";
 
 /// One unsent event.
 #[derive(Debug, Clone)]

@@ -318,13 +318,8 @@ fn insert_first<const SEVERAL: bool, const TARGETS: bool, const CLAIMS: bool>(
              insert into resource_history (res_type, id, version, last_updated, method, status, content)
              select res_type, id, 1, last_updated, $2, 201, content from placed order by pos
          ){claims}, event as (
-             insert into outbox (event_id, routing_key, payload, res_key)
-             select event_id, res_type || '.create',
-                    jsonb_build_object('specVersion', 1, 'eventId', event_id::text,
-                        'action', 'create', 'resourceType', res_type, 'id', id,
-                        'versionId', 1, 'lastUpdated', content->'meta'->'lastUpdated',
-                        'resource', content),
-                    key
+             insert into outbox (event_id, routing_key, res_key, res_type, res_id, version)
+             select event_id, res_type || '.create', key, res_type, id, 1
              from placed
              order by pos
          )
@@ -334,7 +329,7 @@ fn insert_first<const SEVERAL: bool, const TARGETS: bool, const CLAIMS: bool>(
 }
 
 /// Replaces the current version of resource `$1` by a new one, with its history row,
-/// search index rows (made those from `$9`, see [`replace_ctes`]; the tables they are in
+/// search index rows (made those from `$8`, see [`replace_ctes`]; the tables they are in
 /// recorded in `resources.index_tables`, the placeholder after the claims), claims (the
 /// rules and values of the two arrays after the index rows' ones) and event. Returns how many
 /// of the claims the resource holds: a claim another resource holds is left to it, so fewer
@@ -350,7 +345,7 @@ static UPDATE_UNRECORDED: Statements =
     Statements::new(|replaced: TableSet| update_current(replaced, TableSet::ALL));
 
 fn update_current(replaced: TableSet, cleared: TableSet) -> String {
-    let (index, next) = replace_ctes(9, replaced, cleared);
+    let (index, next) = replace_ctes(8, replaced, cleared);
     let (rules, values, tables) = (next, next + 1, next + 2);
     format!(
         "with cur as (
@@ -363,13 +358,8 @@ fn update_current(replaced: TableSet, cleared: TableSet) -> String {
              insert into resource_history (res_type, id, version, last_updated, method, status, content)
              select res_type, id, $2, $3, 'PUT', $5, content from cur
          ), event as (
-             insert into outbox (event_id, routing_key, payload, res_key)
-             select $6::uuid, res_type || '.' || $8::text,
-                    jsonb_build_object('specVersion', 1, 'eventId', $6::text,
-                        'action', $8::text, 'resourceType', res_type, 'id', id,
-                        'versionId', $2::bigint, 'lastUpdated', $7::text,
-                        'resource', content),
-                    key
+             insert into outbox (event_id, routing_key, res_key, res_type, res_id, version)
+             select $6::uuid, res_type || '.' || $7::text, key, res_type, id, $2
              from cur
          ), claims_gone as (
              delete from unique_claims u using cur
@@ -934,7 +924,6 @@ impl Store {
             .bind(&content)
             .bind(status)
             .bind(new_event_id())
-            .bind(format_instant(at))
             .bind(action);
         let (rules, values): (Vec<&str>, Vec<&str>) =
             claims.iter().map(|c| (c.rule, c.value.as_str())).unzip();
@@ -1043,14 +1032,8 @@ impl Store {
                  insert into resource_history (res_type, id, version, last_updated, method, status)
                  select $1, $2, version, last_updated, 'DELETE', 204 from cur
              ), event as (
-                 insert into outbox (event_id, routing_key, payload, res_key)
-                 select $4::uuid, $1::text || '.delete',
-                        jsonb_build_object('specVersion', 1, 'eventId', $4::text,
-                            'action', 'delete', 'resourceType', $1::text, 'id', $2::text,
-                            'versionId', version,
-                            'lastUpdated', to_char(last_updated at time zone 'UTC',
-                                                   'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')),
-                        key
+                 insert into outbox (event_id, routing_key, res_key, res_type, res_id, version)
+                 select $4::uuid, $1::text || '.delete', key, $1, $2, version
                  from cur
              ), claims_gone as (
                  delete from unique_claims u using cur

@@ -32,7 +32,7 @@ fn email(value: &str) -> Vec<Claim> {
 /// Every outbox row, oldest first: (routing key, payload, event id).
 async fn events(pool: &PgPool) -> Vec<(String, Value, String)> {
     sqlx::query_as::<_, (String, Value, String)>(
-        "select routing_key, payload, event_id::text from outbox order by id",
+        "select routing_key, payload::jsonb, event_id::text from outbox_envelopes order by id",
     )
     .fetch_all(pool)
     .await
@@ -447,12 +447,63 @@ async fn the_changes_of_one_resource_are_claimed_in_version_order(pool: PgPool) 
 async fn events_of_no_resource_are_claimed_together(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     sqlx::query(
-        "insert into outbox (event_id, routing_key, payload)
-         select gen_random_uuid(), 'Patient.create', '{}' from generate_series(1, 3)",
+        "with hist as (
+             insert into resource_history (res_type, id, version, last_updated, method, status, content)
+             select 'Patient', 'p' || n, 1, now(), 'POST', 201, '{}' from generate_series(1, 3) n
+         )
+         insert into outbox (event_id, routing_key, res_type, res_id, version)
+         select gen_random_uuid(), 'Patient.create', 'Patient', 'p' || n, 1
+         from generate_series(1, 3) n",
     )
     .execute(&pool)
     .await
     .unwrap();
     let batch = store.claim_outbox(100).await.unwrap();
     assert_eq!(batch.events().len(), 3);
+}
+
+/// Events written while the outbox held their envelopes (before migration 20261205000001)
+/// are published after it with the same envelope, built from the history row they name.
+#[sqlx::test(migrations = false)]
+async fn events_written_with_their_envelope_are_published_alike(pool: PgPool) {
+    const NAMES_THE_VERSION: i64 = 20261205000001;
+    let before: Vec<_> = store::MIGRATOR
+        .iter()
+        .filter(|m| m.version < NAMES_THE_VERSION)
+        .cloned()
+        .collect();
+    let earlier = sqlx::migrate::Migrator {
+        migrations: before.into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    earlier.run(&pool).await.unwrap();
+    let resource = json!({"resourceType": "Patient", "id": "old", "active": true,
+                          "meta": {"versionId": "1", "lastUpdated": "2026-01-02T03:04:05.060708Z"}});
+    let envelope = json!({"specVersion": 1, "eventId": "00000000-0000-4000-8000-000000000001",
+                          "action": "create", "resourceType": "Patient", "id": "old",
+                          "versionId": 1, "lastUpdated": "2026-01-02T03:04:05.060708Z",
+                          "resource": resource});
+    sqlx::query(
+        "with hist as (
+             insert into resource_history (res_type, id, version, last_updated, method, status, content)
+             values ('Patient', 'old', 1, '2026-01-02T03:04:05.060708Z', 'POST', 201, $1)
+         )
+         insert into outbox (event_id, routing_key, payload)
+         values ('00000000-0000-4000-8000-000000000001', 'Patient.create', $2)",
+    )
+    .bind(&resource)
+    .bind(&envelope)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    store::MIGRATOR.run(&pool).await.unwrap();
+    let store = Store::from_pool(pool);
+    let batch = store.claim_outbox(100).await.unwrap();
+    let payloads: Vec<Value> = batch
+        .events()
+        .iter()
+        .map(|e| serde_json::from_str(&e.payload).unwrap())
+        .collect();
+    assert_eq!(payloads, [envelope]);
 }

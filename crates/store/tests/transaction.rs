@@ -224,11 +224,12 @@ async fn creates_together_write_what_single_creates_write(pool: PgPool) {
         "select count(*) from resources r
          join resource_history h using (res_type, id)
          join outbox o on o.res_key = r.key
+         join outbox_envelopes e on e.id = o.id
          where r.last_updated <> $1 or h.last_updated <> $1
             or (r.content->'meta'->>'lastUpdated')::timestamptz <> $1
             or (h.content->'meta'->>'lastUpdated')::timestamptz <> $1
-            or (o.payload->>'lastUpdated')::timestamptz <> $1
-            or o.payload->'resource' <> r.content",
+            or (e.payload::jsonb->>'lastUpdated')::timestamptz <> $1
+            or e.payload::jsonb->'resource' <> r.content",
     )
     .bind(at)
     .fetch_one(&pool)
@@ -237,7 +238,7 @@ async fn creates_together_write_what_single_creates_write(pool: PgPool) {
     assert_eq!(disagreeing, 0);
     // One create event per resource, in the order given.
     let events: Vec<(String, String)> =
-        sqlx::query_as("select routing_key, payload->>'id' from outbox order by id")
+        sqlx::query_as("select routing_key, res_id from outbox order by id")
             .fetch_all(&pool)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
