@@ -1,12 +1,17 @@
 //! Structured logs: `RUST_LOG` filters, `FHIR_LOG_FORMAT` picks text or JSON lines, as the
 //! server does. Events are named by id and resource type, never by content.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber: `RUST_LOG` filters (default `info`), text or JSON lines.
+/// Installs the global subscriber: `RUST_LOG` filters (default `info`), text or JSON lines,
+/// coloured only on a terminal (a log file or collector gets plain text).
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     // A second init (tests) keeps the first subscriber.
     let _ = if json {
         builder.json().flatten_event(true).try_init()
