@@ -14,12 +14,8 @@ with cur as (
     insert into resource_history (res_type, id, version, last_updated, method, status, content)
     select res_type, id, 1, now(), 'POST', 201, content from cur
 ), event as (
-    insert into outbox (event_id, routing_key, payload, res_key)
-    select gen_random_uuid(), res_type || '.create',
-           jsonb_build_object('specVersion', 1, 'eventId', gen_random_uuid()::text,
-               'action', 'create', 'resourceType', res_type, 'id', id,
-               'versionId', 1, 'lastUpdated', now()::text, 'resource', content),
-           key
+    insert into outbox (event_id, routing_key, res_key, res_type, res_id, version)
+    select gen_random_uuid(), res_type || '.create', key, res_type, id, 1
     from cur
 )
 /*INDEX*/
