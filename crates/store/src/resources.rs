@@ -265,8 +265,12 @@ impl Inserts {
 fn insert_first<const SEVERAL: bool, const TARGETS: bool, const CLAIMS: bool>(
     tables: TableSet,
 ) -> String {
-    let keys = if SEVERAL { Keys::Placed } else { Keys::Cur };
-    let (index, masks) = insert_ctes(keys, 12, tables);
+    let shape = Inserts {
+        several: SEVERAL,
+        targets: TARGETS,
+        claims: CLAIMS,
+    };
+    let (index, masks) = insert_ctes(shape.keys(), 12, tables);
     let (targets, checked, dangling) = if TARGETS {
         (
             format!(
