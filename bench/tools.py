@@ -268,12 +268,10 @@ def report(run_dir, readme=None):
     sys.stdout.write(text)
 
 
-# The search index tables and their value columns with SQL types, as the migrations have them.
+# The search index tables and their value columns with SQL types, as the migrations have
+# them, after `res_key` and `param` (none for `search_terms`).
 INDEX_TABLES = {
-    "search_string": [("normalized", "text"), ("exact", "text"), ("part", "int2"),
-                      ("sound", "text")],
-    "search_token": [("system", "text"), ("code", "text"), ("part", "int2"),
-                     ("type_system", "text"), ("type_code", "text")],
+    "search_terms": [("terms", "tsvector")],
     "search_date": [("low", "timestamptz"), ("high", "timestamptz")],
     "search_reference": [("target_type", "text"), ("target_id", "text"),
                          ("target_version", "text"), ("url", "text"),
@@ -284,6 +282,7 @@ INDEX_TABLES = {
     "search_uri": [("uri", "text")],
     "search_composite": [("components", "jsonb")],
 }
+WITHOUT_PARAM = {"search_terms"}
 
 
 def sql_literal(value):
@@ -303,7 +302,8 @@ def index_insert(db, res_id, template, out):
     (its rows bound as arrays; here the arrays are literals)."""
     ctes = []
     for table, columns in INDEX_TABLES.items():
-        names = ["param"] + [c for c, _ in columns]
+        param = [] if table in WITHOUT_PARAM else ["param"]
+        names = param + [c for c, _ in columns]
         query = (f"select coalesce(json_agg(json_build_array({', '.join(names)})), '[]') "
                  f"from {table} where res_key = (select key from resources "
                  f"where res_type = 'Patient' and id = '{res_id}')")
@@ -311,7 +311,7 @@ def index_insert(db, res_id, template, out):
                                          check=True, capture_output=True, text=True).stdout)
         if not rows:
             continue
-        types = ["int4"] + [t for _, t in columns]
+        types = ["int4"] * len(param) + [t for _, t in columns]
         arrays = []
         for i, sql_type in enumerate(types):
             values = ", ".join(sql_literal(row[i]) for row in rows)

@@ -83,12 +83,13 @@ fn located(entry: &Value) -> String {
     format!("{}/{}", parts[0], parts[1])
 }
 
-/// Rows in the server's tables: current resources, history, outbox, search index (tokens).
+/// Rows in the server's tables: current resources, history, outbox, and search lexemes.
 async fn rows(server: &TestServer) -> [i64; 4] {
     let mut conn = PgConnection::connect(server.database_url()).await.unwrap();
     let row = sqlx::query(
         "select (select count(*) from resources), (select count(*) from resource_history),
-                (select count(*) from outbox), (select count(*) from search_token)",
+                (select count(*) from outbox),
+                (select count(*) from search_terms, unnest(tsvector_to_array(terms)))",
     )
     .fetch_one(&mut conn)
     .await

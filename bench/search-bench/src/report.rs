@@ -366,7 +366,7 @@ pub fn render(
                 _ => "no statement".to_string(),
             };
             let last = plan.last();
-            // A value index (`search_string_value`, `search_date_low`, ...) finds the rows,
+            // A value index (`search_terms_terms`, `search_date_range_first`, ...) finds the rows,
             // or for `_id` the unique index of `resources (res_type, id)`; a `*_res` index
             // only looks up the rows of resources found otherwise.
             let by_value = last.is_some_and(|r| {

@@ -87,9 +87,11 @@ fn email(value: &str) -> Vec<Claim> {
 
 /// Every index row as `Type/id code table (columns)`, sorted, with the reference record's
 /// rows (code `?`, table `record`); duplicates are kept, so a row written twice shows. A
-/// row of a part that a built-in parameter is kept as (`name`'s family names) shows under
-/// that parameter's code (`family`); a phonetic code kept with a value shows once more, as
-/// a row of the phonetic parameter (`phonetic string (g620,García)`).
+/// string or token value is one row per lexeme, `Type/id code term <mark><value>`
+/// (`family term :garcia`, `gender term =male`). A lexeme of a part that a built-in
+/// parameter is kept as (`name`'s family names) shows under that parameter's code
+/// (`family`); a phonetic code kept with a value, under the phonetic parameter's
+/// (`phonetic term ~g620`).
 async fn rows(pool: &PgPool) -> Vec<String> {
     const SOUND: i16 = -1;
     let kept: Vec<String> = Registry::builtin()
@@ -111,13 +113,10 @@ async fn rows(pool: &PgPool) -> Vec<String> {
         .collect();
     let rows: Vec<String> = sqlx::query_scalar(&format!(
         "with x as (
-             select res_key, param, part, 'string' as tab, row(normalized, exact)::text as val from search_string
-             union all select res_key, param, {SOUND}, 'string', row(sound, exact)::text from search_string
-                 where sound is not null
-             union all select res_key, param, part, 'token',
-                 case when type_code is null then row(system, code)::text
-                      else row(system, code, type_system, type_code)::text end
-                 from search_token
+             select res_key, m[1]::int as param, coalesce(m[2]::int2, {SOUND}) as part, 'term' as tab,
+                 m[3] || m[4] as val
+                 from (select res_key, regexp_match(l, '^([0-9]+)(?:\\.([0-9]+))?([:!=|#~])(.*)$') as m
+                       from search_terms, unnest(tsvector_to_array(terms)) l) t
              union all select res_key, param, 0, 'date', row(low at time zone 'UTC', high at time zone 'UTC')::text from search_date
              union all select res_key, param, 0, 'reference', row(target_type, target_id, target_version, url,
                                                                identifier_system, identifier_value)::text from search_reference
@@ -191,21 +190,32 @@ async fn a_patient_is_indexed_by_typed_rows(pool: PgPool) {
         &rows,
         &[
             // `name`'s rows, each with its part: `family` and `given` have none of their own.
-            "Patient/p1 family string (garcia,García)",
-            "Patient/p1 given string (jose,José)",
-            "Patient/p1 given string (ana,Ana)",
-            "Patient/p1 phonetic string (g620,García)",
-            "Patient/p1 address-city string (sevilla,Sevilla)",
-            "Patient/p1 address-country string (es,ES)",
+            "Patient/p1 family term :garcia",
+            "Patient/p1 family term !García",
+            "Patient/p1 given term :jose",
+            "Patient/p1 given term !José",
+            "Patient/p1 given term :ana",
+            "Patient/p1 given term !Ana",
+            "Patient/p1 phonetic term ~g620",
+            "Patient/p1 address-city term :sevilla",
+            "Patient/p1 address-city term !Sevilla",
+            "Patient/p1 address-country term :es",
+            "Patient/p1 address-country term !ES",
             // The identifier's value with its type coding, for `:of-type` too.
-            "Patient/p1 identifier token \
-             (urn:oid:1.2.3,MRN-1,http://terminology.hl7.org/CodeSystem/v2-0203,MR)",
-            "Patient/p1 identifier string (\"medical record\",\"Medical record\")",
-            "Patient/p1 gender token (http://hl7.org/fhir/administrative-gender,male)",
-            "Patient/p1 active token (,true)",
-            "Patient/p1 deceased token (,false)",
+            "Patient/p1 identifier term =MRN-1",
+            "Patient/p1 identifier term |urn:oid:1.2.3|MRN-1",
+            "Patient/p1 identifier term #http://terminology.hl7.org/CodeSystem/v2-0203|MR|MRN-1",
+            "Patient/p1 identifier term #|MR|MRN-1",
+            "Patient/p1 identifier term :medical record",
+            "Patient/p1 gender term =male",
+            "Patient/p1 gender term |http://hl7.org/fhir/administrative-gender|male",
+            "Patient/p1 active term =true",
+            "Patient/p1 active term ||true",
+            "Patient/p1 deceased term =false",
+            "Patient/p1 deceased term ||false",
             // `telecom`'s row, of system email.
-            "Patient/p1 email token (,Jose@Example.org)",
+            "Patient/p1 email term =Jose@Example.org",
+            "Patient/p1 email term ||Jose@Example.org",
             "Patient/p1 birthdate date (\"1970-03-01 00:00:00\",\"1970-04-01 00:00:00\")",
             "Patient/p1 organization reference (Organization,o1,,,,)",
             "Patient/p1 general-practitioner reference \
@@ -235,10 +245,13 @@ async fn an_account_and_an_invoice_are_indexed_by_typed_rows(pool: PgPool) {
     assert_has(
         &rows_of(&pool, "Account/a1").await,
         &[
-            "Account/a1 status token (http://hl7.org/fhir/account-status,active)",
-            "Account/a1 type token (http://terminology.hl7.org/CodeSystem/v3-ActCode,PBILLACCT)",
-            "Account/a1 type string (\"patient billing\",\"patient billing\")",
-            "Account/a1 name string (\"main account\",\"Main account\")",
+            "Account/a1 status term =active",
+            "Account/a1 status term |http://hl7.org/fhir/account-status|active",
+            "Account/a1 type term =PBILLACCT",
+            "Account/a1 type term |http://terminology.hl7.org/CodeSystem/v3-ActCode|PBILLACCT",
+            "Account/a1 type term :patient billing",
+            "Account/a1 name term :main account",
+            "Account/a1 name term !Main account",
             "Account/a1 subject reference (Patient,p1,,,,)",
             "Account/a1 patient reference (Patient,p1,,,,)",
             "Account/a1 owner reference (Organization,o1,,,,)",
@@ -248,15 +261,18 @@ async fn an_account_and_an_invoice_are_indexed_by_typed_rows(pool: PgPool) {
     assert_has(
         &rows_of(&pool, "Invoice/i1").await,
         &[
-            "Invoice/i1 status token (http://hl7.org/fhir/invoice-status,issued)",
-            "Invoice/i1 identifier token (http://example.org/invoices,INV-1)",
+            "Invoice/i1 status term =issued",
+            "Invoice/i1 status term |http://hl7.org/fhir/invoice-status|issued",
+            "Invoice/i1 identifier term =INV-1",
+            "Invoice/i1 identifier term |http://example.org/invoices|INV-1",
             "Invoice/i1 subject reference (Patient,p1,,,,)",
             "Invoice/i1 patient reference (Patient,p1,,,,)",
             "Invoice/i1 account reference (Account,a1,,,,)",
             "Invoice/i1 date date (\"2021-06-15 08:30:00\",\"2021-06-15 08:30:01\")",
             "Invoice/i1 totalnet quantity (100.00,,,urn:iso:std:iso:4217,EUR)",
             "Invoice/i1 totalgross quantity (119.00,,,urn:iso:std:iso:4217,EUR)",
-            "Invoice/i1 line-item-code token (http://example.org/charges,C1)",
+            "Invoice/i1 line-item-code term =C1",
+            "Invoice/i1 line-item-code term |http://example.org/charges|C1",
         ],
     );
 }
@@ -299,24 +315,27 @@ async fn numbers_uris_and_composites_have_their_tables(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
-async fn long_values_are_indexed_whole(pool: PgPool) {
+async fn long_values_are_cut_and_stay_distinct(pool: PgPool) {
     let store = unchecked(&pool);
-    // Far beyond what a b-tree entry holds (about 2,700 bytes), in 2-byte characters.
+    // Far beyond what a lexeme holds (2,046 bytes), in 2-byte characters.
     let family = "é".repeat(5_000);
     let value = "7".repeat(10_000);
     let long = json!({"resourceType": "Patient", "name": [{"family": family}],
         "identifier": [{"system": "urn:x", "value": value}]});
     put(&store, ResourceType::Patient, "long", long).await;
-    let lengths: Vec<(i32, i32)> = sqlx::query_as(
-        "select (select length(normalized) from search_string s join search_params p on p.id = s.param
-                 where p.code = 'name'),
-                (select length(t.code) from search_token t join search_params p on p.id = t.param
-                 where p.code = 'identifier' and p.res_type = 'Patient')",
+    let other = json!({"resourceType": "Patient",
+        "identifier": [{"system": "urn:x", "value": format!("{}8", "7".repeat(9_999))}]});
+    put(&store, ResourceType::Patient, "other", other).await;
+    let (longest, identifiers): (i32, i64) = sqlx::query_as(
+        "select max(octet_length(l)), count(distinct l) filter (where l like '%|urn:x|%')
+         from search_terms, unnest(tsvector_to_array(terms)) l",
     )
-    .fetch_all(&pool)
+    .fetch_one(&pool)
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(lengths, [(5_000, 10_000)]);
+    assert!(longest <= 1_100, "{longest}");
+    // Values alike in their first thousand bytes are still two values.
+    assert_eq!(identifiers, 2);
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -325,11 +344,14 @@ async fn an_update_replaces_the_rows_and_a_delete_removes_them(pool: PgPool) {
     put(&store, ResourceType::Patient, "p", named("Alpha")).await;
     put(&store, ResourceType::Patient, "p", named("Beta")).await;
     let after_update = rows_of(&pool, "Patient/p").await;
-    assert_has(&after_update, &["Patient/p family string (beta,Beta)"]);
+    assert_has(
+        &after_update,
+        &["Patient/p family term :beta", "Patient/p family term !Beta"],
+    );
     assert!(!after_update.iter().any(|r| r.contains("lpha")));
     let deceased = after_update
         .iter()
-        .filter(|r| r.contains(" deceased "))
+        .filter(|r| r.contains(" deceased term ="))
         .count();
     assert_eq!(deceased, 1, "{after_update:?}");
 
@@ -353,7 +375,10 @@ async fn an_update_replaces_the_rows_and_a_delete_removes_them(pool: PgPool) {
     put(&store, ResourceType::Patient, "p", named("Gamma")).await;
     assert_has(
         &rows_of(&pool, "Patient/p").await,
-        &["Patient/p family string (gamma,Gamma)"],
+        &[
+            "Patient/p family term :gamma",
+            "Patient/p family term !Gamma",
+        ],
     );
 }
 
@@ -385,17 +410,17 @@ fn tables(rows: &[String]) -> Vec<String> {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn an_update_empties_the_tables_only_the_current_version_had(pool: PgPool) {
     let store = unchecked(&pool);
-    let full = ["date", "record", "reference", "string", "token"];
-    let named_only = ["string", "token"];
+    let full = ["date", "record", "reference", "term"];
+    let named_only = ["term"];
     put(&store, ResourceType::Patient, "p1", patient()).await;
     assert_eq!(tables(&rows_of(&pool, "Patient/p1").await), full);
-    // string, token, date, reference and the reference record.
-    assert_eq!(recorded(&pool, "p1").await, Some(0b1_0000_1111));
+    // terms, date, reference and the reference record.
+    assert_eq!(recorded(&pool, "p1").await, Some(0b1000_0111));
 
     put(&store, ResourceType::Patient, "p1", named("Alpha")).await;
     let rows = rows_of(&pool, "Patient/p1").await;
     assert_eq!(tables(&rows), named_only, "{rows:?}");
-    assert_eq!(recorded(&pool, "p1").await, Some(0b11));
+    assert_eq!(recorded(&pool, "p1").await, Some(0b1));
 
     // Not recorded: every table is looked in.
     put(&store, ResourceType::Patient, "p1", patient()).await;
@@ -406,8 +431,14 @@ async fn an_update_empties_the_tables_only_the_current_version_had(pool: PgPool)
     put(&store, ResourceType::Patient, "p1", named("Beta")).await;
     let rows = rows_of(&pool, "Patient/p1").await;
     assert_eq!(tables(&rows), named_only, "{rows:?}");
-    assert_has(&rows, &["Patient/p1 family string (beta,Beta)"]);
-    assert_eq!(recorded(&pool, "p1").await, Some(0b11));
+    assert_has(
+        &rows,
+        &[
+            "Patient/p1 family term :beta",
+            "Patient/p1 family term !Beta",
+        ],
+    );
+    assert_eq!(recorded(&pool, "p1").await, Some(0b1));
 
     // A re-index clears the record; the next update still empties what the rows were in.
     put(&store, ResourceType::Patient, "p2", patient()).await;
@@ -423,10 +454,10 @@ async fn an_update_empties_the_tables_only_the_current_version_had(pool: PgPool)
     let deleted = store.delete(ResourceType::Patient, &id("p2")).await;
     assert!(matches!(deleted, Ok(Some(_))), "{deleted:?}");
     assert!(rows_of(&pool, "Patient/p2").await.is_empty());
-    assert_eq!(recorded(&pool, "p2").await, Some(0b11));
+    assert_eq!(recorded(&pool, "p2").await, Some(0b1));
     put(&store, ResourceType::Patient, "p2", patient()).await;
     assert_eq!(tables(&rows_of(&pool, "Patient/p2").await), full);
-    assert_eq!(recorded(&pool, "p2").await, Some(0b1_0000_1111));
+    assert_eq!(recorded(&pool, "p2").await, Some(0b1000_0111));
 
     // A resource with no rows at all records no table, and is deleted all the same.
     let bare = json!({"resourceType": "Organization"});
@@ -441,8 +472,7 @@ async fn an_update_empties_the_tables_only_the_current_version_had(pool: PgPool)
 /// Where each index row of `Type/id` is stored (`table ctid`): a row rewritten moves.
 async fn places_of(pool: &PgPool, rtype: &str, id: &str) -> Vec<String> {
     let tables = [
-        "search_string",
-        "search_token",
+        "search_terms",
         "search_date",
         "search_reference",
         "search_quantity",
@@ -529,10 +559,10 @@ async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
     };
     assert_has(
         &rows_of(&pool, &format!("Patient/{}", stored.id)).await,
-        &[&format!(
-            "Patient/{} family string (delta,Delta)",
-            stored.id
-        )],
+        &[
+            &format!("Patient/{} family term :delta", stored.id),
+            &format!("Patient/{} family term !Delta", stored.id),
+        ],
     );
 
     // A conditional create writes its rows in its transaction; a match writes none.
@@ -553,7 +583,10 @@ async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
     let before = rows(&pool).await;
     assert_has(
         &before,
-        &[&format!("Patient/{} identifier token (urn:x,1)", first.id)],
+        &[
+            &format!("Patient/{} identifier term =1", first.id),
+            &format!("Patient/{} identifier term |urn:x|1", first.id),
+        ],
     );
     let second = store
         .create(
@@ -658,9 +691,9 @@ async fn reindex_rebuilds_exactly_the_rows_of_a_fresh_write(pool: PgPool) {
     // Patient's definitions "changed", and its rows are off: lost, stale, doubled.
     sqlx::raw_sql(
         "update search_index_state set fingerprint = 'older definitions' where res_type = 'Patient';
-         delete from search_string where param in (select id from search_params where code = 'name');
-         insert into search_token (res_key, param, system, code)
-             select res_key, param, system, 'stale' from search_token;
+         update search_terms set terms = terms || array_to_tsvector(array['0.0=stale'])
+             where res_key in (select key from resources where res_type = 'Patient');
+         insert into search_terms select * from search_terms;
          insert into search_date select * from search_date;",
     )
     .execute(&pool)
@@ -718,10 +751,7 @@ async fn changed_definitions_are_reindexed_like_fresh_writes(pool: PgPool) {
         [ResourceType::Patient, ResourceType::Practitioner]
     );
     let reindexed_rows = rows_of(&pool, "Patient/p1").await;
-    assert_has(
-        &reindexed_rows,
-        &["Patient/p1 phonetic string (g620,García)"],
-    );
+    assert_has(&reindexed_rows, &["Patient/p1 phonetic term ~g620"]);
 
     // Exactly the rows a write of the same content gives (but for its new lastUpdated).
     put(&after, ResourceType::Patient, "p1", patient()).await;
@@ -799,10 +829,10 @@ async fn reindex_racing_with_writes_leaves_the_rows_of_the_current_versions(pool
             (true, _) => assert!(!all.iter().any(|r| r.starts_with(&prefix)), "{id}"),
             (false, Some(family)) => assert_eq!(
                 families,
-                [&format!(
-                    "{prefix}family string ({},{family})",
-                    family.to_lowercase()
-                )]
+                [
+                    &format!("{prefix}family term !{family}"),
+                    &format!("{prefix}family term :{}", family.to_lowercase()),
+                ]
             ),
             (false, None) => panic!("{id} has no family"),
         }

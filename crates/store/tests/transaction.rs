@@ -22,12 +22,12 @@ fn claim(email: &str) -> Vec<Claim> {
     }]
 }
 
-/// Rows in resources, resource_history, outbox, unique_claims and search_token.
+/// Rows in resources, resource_history, outbox and unique_claims, and search lexemes.
 async fn rows(pool: &PgPool) -> [i64; 5] {
     let row = sqlx::query(
         "select (select count(*) from resources), (select count(*) from resource_history),
                 (select count(*) from outbox), (select count(*) from unique_claims),
-                (select count(*) from search_token)",
+                (select count(*) from search_terms, unnest(tsvector_to_array(terms)))",
     )
     .fetch_one(pool)
     .await
@@ -260,8 +260,8 @@ async fn creates_together_write_what_single_creates_write(pool: PgPool) {
     }
     drop(tx);
     let per_resource: Vec<i64> = sqlx::query_scalar(
-        "select (select count(*) from search_string s where s.res_key = r.key)
-              + (select count(*) from search_token t where t.res_key = r.key)
+        "select (select count(*) from search_terms s, unnest(tsvector_to_array(s.terms))
+                 where s.res_key = r.key)
          from resources r where res_type = 'Patient' order by key",
     )
     .fetch_all(&pool)

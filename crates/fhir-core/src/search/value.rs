@@ -54,6 +54,29 @@ pub enum Part {
 }
 
 impl Part {
+    /// Every part, in the order of their numbers.
+    pub const ALL: [Part; 19] = [
+        Part::Whole,
+        Part::Family,
+        Part::Given,
+        Part::Prefix,
+        Part::Suffix,
+        Part::Text,
+        Part::Line,
+        Part::City,
+        Part::District,
+        Part::State,
+        Part::PostalCode,
+        Part::Country,
+        Part::Phone,
+        Part::Fax,
+        Part::Email,
+        Part::Pager,
+        Part::Url,
+        Part::Sms,
+        Part::Other,
+    ];
+
     /// The number the index rows hold.
     pub fn code(self) -> i16 {
         self as i16
@@ -244,7 +267,15 @@ impl Decimal {
 
 #[cfg(test)]
 mod tests {
-    use super::Decimal;
+    use super::{Decimal, Part};
+
+    #[test]
+    fn every_part_is_listed_at_its_number() {
+        for (n, part) in Part::ALL.iter().enumerate() {
+            assert_eq!(usize::try_from(part.code()).ok(), Some(n));
+        }
+        assert_eq!(Part::ALL.last().map(|p| p.code()), Some(Part::Other.code()));
+    }
 
     #[test]
     fn decimals_keep_their_text() {

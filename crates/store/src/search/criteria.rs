@@ -17,14 +17,15 @@ use std::ops::Bound;
 use chrono::{DateTime, Utc};
 use fhir_core::ResourceType;
 use fhir_core::search::query::{
-    ComponentValue, Condition, DateSearch, NumberSearch, OfTypeSearch, Prefix, QuantitySearch,
-    QuantityUnit, ReferenceSearch, StringMatch, Test, TokenSearch, UriMatch,
+    ComponentValue, Condition, DateSearch, NumberSearch, Prefix, QuantitySearch, QuantityUnit,
+    ReferenceSearch, StringMatch, Test, TokenSearch, UriMatch,
 };
-use fhir_core::search::{Keeping, SearchParamType, SearchParameter, normalize};
+use fhir_core::search::{Keeping, Part, SearchParamType, SearchParameter};
 use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder};
 
 use crate::search_index::ParamIds;
+use crate::search_index::terms::{self, AnyOf, Mark};
 
 /// How many characters of a text value the indexes hold (`left(column, 256)`).
 const INDEXED_CHARS: usize = 256;
@@ -43,6 +44,11 @@ impl<'p> Sql<'p> {
             ids,
             aliases: 0,
         }
+    }
+
+    /// The ids of the indexed parameters.
+    pub(crate) fn ids(&self) -> &'p ParamIds {
+        self.ids
     }
 
     pub(crate) fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
@@ -87,13 +93,88 @@ impl<'p> Sql<'p> {
     }
 }
 
-/// The column of `search_string` that holds the values of string parameter `param`:
-/// `normalized`, or `sound` for a phonetic parameter kept in another's values.
-pub(super) fn string_column(param: &SearchParameter) -> &'static str {
-    match param.kept_in() {
-        Some((_, Keeping::Sound)) => "sound",
-        _ => "normalized",
+/// Where the lexemes of a string or token parameter are (`search_terms`,
+/// crates/store/src/search_index/terms.rs): under the id of the parameter whose values hold
+/// them, in some parts, or as the phonetic codes of that parameter's values.
+#[derive(Debug, Clone)]
+pub(super) struct Terms {
+    id: i32,
+    /// `None`: the phonetic codes (`~`), which have no part.
+    parts: Option<Vec<i16>>,
+}
+
+impl Terms {
+    /// The lexemes of `param` of `rtype`, a string or token parameter.
+    pub(super) fn of(ids: &ParamIds, rtype: ResourceType, param: &SearchParameter) -> Terms {
+        let id = |code: &str| ids.get(rtype, code).unwrap_or(-1);
+        match param.kept_in() {
+            Some((owner, Keeping::Part(part))) => Terms {
+                id: id(owner),
+                parts: Some(vec![part.code()]),
+            },
+            Some((owner, Keeping::Sound)) => Terms {
+                id: id(owner),
+                parts: None,
+            },
+            None => {
+                let token = param.kind() == SearchParamType::Token;
+                let parts = Part::ALL
+                    .iter()
+                    .filter(|part| *part == &Part::Whole || is_contact(**part) == token)
+                    .map(|part| part.code())
+                    .collect();
+                Terms {
+                    id: id(param.code()),
+                    parts: Some(parts),
+                }
+            }
+        }
     }
+
+    /// Adds the lexeme of `value` (of `mark`) in each part to `query`.
+    fn lexemes(&self, query: &mut AnyOf, mark: Mark, value: &str) {
+        match &self.parts {
+            Some(parts) => {
+                for part in parts {
+                    query.lexeme(&terms::lexeme(self.id, *part, mark, value));
+                }
+            }
+            None => {
+                query.lexeme(&terms::sound(self.id, value));
+            }
+        }
+    }
+
+    /// Adds the lexemes (of `mark`) starting with `prefix` in each part to `query`.
+    fn prefixes(&self, query: &mut AnyOf, mark: Mark, prefix: &str) {
+        for part in self.parts.iter().flatten() {
+            query.prefix(&terms::prefix(self.id, *part, mark, prefix));
+        }
+    }
+
+    /// What every lexeme of `mark` starts with, one per part, and the character that ends
+    /// it (the value follows it).
+    pub(super) fn starts(&self, mark: Mark) -> (Vec<String>, char) {
+        match &self.parts {
+            Some(parts) => (
+                parts
+                    .iter()
+                    .map(|part| terms::part_start(self.id, *part, mark))
+                    .collect(),
+                mark.char(),
+            ),
+            None => (vec![format!("{}~", self.id)], '~'),
+        }
+    }
+}
+
+/// A part of a contact point (the values of token parameters); the others are of names and
+/// addresses (string parameters).
+fn is_contact(part: Part) -> bool {
+    matches!(
+        part,
+        Part::Phone | Part::Fax | Part::Email | Part::Pager | Part::Url | Part::Sms | Part::Other
+    )
 }
 
 /// Writes ` and <condition>` for each criterion on the resource row `alias` of `rtype`.
@@ -243,16 +324,17 @@ fn write_condition(sql: &mut Sql<'_>, rtype: ResourceType, alias: &str, conditio
 /// The index table of a parameter type's values.
 fn table(kind: SearchParamType) -> &'static str {
     match kind {
-        SearchParamType::String => "search_string",
-        SearchParamType::Token => "search_token",
         SearchParamType::Date => "search_date",
         SearchParamType::Reference => "search_reference",
         SearchParamType::Quantity => "search_quantity",
         SearchParamType::Number => "search_number",
         SearchParamType::Uri => "search_uri",
         SearchParamType::Composite => "search_composite",
-        // Parameters without index rows: nothing matches.
-        SearchParamType::Special => "(select null::bigint as res_key, null::int as param)",
+        // Strings and tokens are lexemes ([`terms_match`]), never rows of a table; parameters
+        // without index rows: nothing matches.
+        SearchParamType::String | SearchParamType::Token | SearchParamType::Special => {
+            "(select null::bigint as res_key, null::int as param)"
+        }
     }
 }
 
@@ -283,85 +365,71 @@ fn write_test(
             "{alias}.key in (select {x}.res_key from {table} {x} where {of} and ("
         ));
     };
+    let terms = Terms::of(sql.ids, rtype, param);
     match test {
-        Test::Missing(missing) => {
-            let tables: &[&str] = match param.kind() {
-                // A token's text is kept as string rows under the token's id.
-                SearchParamType::Token => &["search_token", "search_string"],
-                kind => &[table(kind)],
-            };
-            let joiner = if *missing { " and " } else { " or " };
-            sql.push("(");
-            for (n, table) in tables.iter().enumerate() {
-                if n > 0 {
-                    sql.push(joiner);
+        Test::Missing(missing) if is_term(param.kind()) => {
+            let mut query = AnyOf::default();
+            for mark in [Mark::Normalized, Mark::Code] {
+                for start in terms.starts(mark).0 {
+                    query.prefix(&start);
                 }
-                rows(sql, table, !missing);
             }
-            sql.push(")");
+            terms_match(sql, alias, query, !missing);
         }
+        Test::Missing(missing) => rows(sql, table(param.kind()), !missing),
+        Test::String {
+            matching: StringMatch::Contains,
+            values,
+        } => contains(sql, alias, &terms, values),
         Test::String { matching, values } => {
-            open(sql, "search_string");
-            any_of(sql, values, |sql, value| {
-                string_match(sql, &x, *matching, value)
-            });
-            sql.push("))");
+            let mut query = AnyOf::default();
+            for value in values {
+                if *matching == StringMatch::Exact {
+                    terms.lexemes(&mut query, Mark::Exact, value);
+                } else {
+                    terms.prefixes(&mut query, Mark::Normalized, value);
+                }
+            }
+            terms_match(sql, alias, query, true);
         }
         Test::TokenText(values) => {
-            open(sql, "search_string");
-            any_of(sql, values, |sql, value| {
-                string_match(sql, &x, StringMatch::StartsWith, value)
-            });
-            sql.push("))");
+            let mut query = AnyOf::default();
+            for value in values {
+                terms.prefixes(&mut query, Mark::Normalized, value);
+            }
+            terms_match(sql, alias, query, true);
         }
         Test::Phonetic(values) => {
-            // Every code of one value among the resource's codes.
-            let column = string_column(param);
-            sql.push("(");
-            for (n, codes) in values.iter().enumerate() {
-                if n > 0 {
-                    sql.push(" or ");
+            // Every code of one value among the resource's codes: a condition per code (a
+            // resource's lexemes may be in several rows).
+            sql.push("(false");
+            for codes in values {
+                sql.push(" or (true");
+                for code in codes {
+                    let mut query = AnyOf::default();
+                    terms.lexemes(&mut query, Mark::Normalized, code);
+                    sql.push(" and ");
+                    terms_match(sql, alias, query, true);
                 }
-                let mut codes = codes.clone();
-                codes.sort();
-                codes.dedup();
-                let count = codes.len() as i64;
-                sql.push(format_args!(
-                    "{alias}.key in (select {x}.res_key from search_string {x} where {of} \
-                     and {x}.{column} = any("
-                ));
-                sql.bind(codes);
-                sql.push(format_args!(
-                    ") group by {x}.res_key having count(distinct {x}.{column}) = "
-                ));
-                sql.bind(count);
                 sql.push(")");
             }
             sql.push(")");
         }
-        Test::Token {
-            negated: false,
-            values,
-        } => {
-            open(sql, "search_token");
-            token_values(sql, &x, values);
-            sql.push("))");
-        }
-        Test::Token {
-            negated: true,
-            values,
-        } => {
-            sql.push(format_args!(
-                "not exists (select 1 from search_token {x} where {x}.res_key = {alias}.key \
-                 and {of} and ("
-            ));
-            token_values(sql, &x, values);
-            sql.push("))");
+        Test::Token { negated, values } => {
+            let mut query = AnyOf::default();
+            for value in values {
+                token_lexemes(&terms, &mut query, value);
+            }
+            terms_match(sql, alias, query, !negated);
         }
         Test::OfType(values) => {
-            open(sql, "search_token");
-            any_of(sql, values, |sql, value| of_type(sql, &x, value));
-            sql.push("))");
+            let mut query = AnyOf::default();
+            for value in values {
+                let of_type =
+                    terms::of_type(value.type_system.as_deref(), &value.type_code, &value.value);
+                terms.lexemes(&mut query, Mark::OfType, &of_type);
+            }
+            terms_match(sql, alias, query, true);
         }
         Test::Date(_) | Test::Number(_) | Test::Quantity(_) => {
             open(sql, table(param.kind()));
@@ -384,6 +452,71 @@ fn write_test(
             open(sql, "search_composite");
             any_of(sql, values, |sql, parts| composite(sql, &x, parts));
             sql.push("))");
+        }
+    }
+}
+
+/// Whether a parameter type's values are lexemes of `search_terms`.
+fn is_term(kind: SearchParamType) -> bool {
+    matches!(kind, SearchParamType::String | SearchParamType::Token)
+}
+
+/// `alias.key in (<the resources with a lexeme query matches>)`, or (`matches` false) the
+/// resources without one.
+fn terms_match(sql: &mut Sql<'_>, alias: &str, query: AnyOf, matches: bool) {
+    if query.is_empty() {
+        sql.push(if matches { "false" } else { "true" });
+        return;
+    }
+    let x = sql.alias("x");
+    if matches {
+        sql.push(format_args!(
+            "{alias}.key in (select {x}.res_key from search_terms {x} where {x}.terms @@ "
+        ));
+    } else {
+        sql.push(format_args!(
+            "not exists (select 1 from search_terms {x} where {x}.res_key = {alias}.key \
+             and {x}.terms @@ "
+        ));
+    }
+    sql.bind(query.into_text()).push("::tsquery)");
+}
+
+/// A string `:contains` test: a normalized value of the resource holds one of `values`. No
+/// index finds a substring: the lexemes of each resource the other conditions leave are
+/// read.
+fn contains(sql: &mut Sql<'_>, alias: &str, terms: &Terms, values: &[String]) {
+    let (starts, mark) = terms.starts(Mark::Normalized);
+    let x = sql.alias("x");
+    sql.push(format_args!(
+        "exists (select 1 from search_terms {x}, unnest(tsvector_to_array({x}.terms)) l \
+         where {x}.res_key = {alias}.key and l ^@ any("
+    ))
+    .bind(starts)
+    .push(") and (false");
+    for value in values {
+        sql.push(format_args!(
+            " or strpos(substr(l, strpos(l, '{mark}') + 1), "
+        ))
+        .bind(value.clone())
+        .push(") > 0");
+    }
+    sql.push("))");
+}
+
+/// Adds the lexemes a token search value matches to `query`.
+fn token_lexemes(terms: &Terms, query: &mut AnyOf, value: &TokenSearch) {
+    match value {
+        TokenSearch::Code(code) => terms.lexemes(query, Mark::Code, code),
+        TokenSearch::SystemCode { system, code } => {
+            let value = terms::system_code(Some(system), code);
+            terms.lexemes(query, Mark::SystemCode, &value);
+        }
+        TokenSearch::CodeWithoutSystem(code) => {
+            terms.lexemes(query, Mark::SystemCode, &terms::system_code(None, code));
+        }
+        TokenSearch::System(system) => {
+            terms.prefixes(query, Mark::SystemCode, &format!("{system}|"));
         }
     }
 }
@@ -525,57 +658,6 @@ fn next_prefix(prefix: &str) -> Option<String> {
     None
 }
 
-fn string_match(sql: &mut Sql<'_>, x: &str, matching: StringMatch, value: &str) {
-    match matching {
-        StringMatch::StartsWith => text_starts_with(sql, &format!("{x}.normalized"), value),
-        StringMatch::Contains => {
-            sql.push(format_args!("strpos({x}.normalized, "))
-                .bind(value.to_owned())
-                .push(") > 0");
-        }
-        StringMatch::Exact => {
-            text_equals(sql, &format!("{x}.normalized"), &normalize(value));
-            sql.push(format_args!(" and {x}.exact = "))
-                .bind(value.to_owned());
-        }
-    }
-}
-
-/// Token values, OR: plain codes as one `= any(...)`, the others one by one.
-fn token_values(sql: &mut Sql<'_>, x: &str, values: &[TokenSearch]) {
-    let column = format!("{x}.code");
-    let plain: Vec<String> = values
-        .iter()
-        .filter_map(|v| match v {
-            TokenSearch::Code(code) if code.chars().count() < INDEXED_CHARS => Some(code.clone()),
-            _ => None,
-        })
-        .collect();
-    let others: Vec<&TokenSearch> = values
-        .iter()
-        .filter(|v| !matches!(v, TokenSearch::Code(code) if code.chars().count() < INDEXED_CHARS))
-        .collect();
-    let mut first = true;
-    if !plain.is_empty() {
-        sql.push(format_args!("left({column}, 256) = any("))
-            .bind(plain)
-            .push(")");
-        first = false;
-    }
-    for value in others {
-        if !first {
-            sql.push(" or ");
-        }
-        first = false;
-        sql.push("(");
-        token(sql, &column, &format!("{x}.system"), value);
-        sql.push(")");
-    }
-    if first {
-        sql.push("false");
-    }
-}
-
 /// One token value against a code and a system column.
 fn token(sql: &mut Sql<'_>, code: &str, system: &str, value: &TokenSearch) {
     match value {
@@ -591,16 +673,6 @@ fn token(sql: &mut Sql<'_>, code: &str, system: &str, value: &TokenSearch) {
         TokenSearch::System(s) => {
             sql.push(format_args!("{system} = ")).bind(s.clone());
         }
-    }
-}
-
-fn of_type(sql: &mut Sql<'_>, x: &str, value: &OfTypeSearch) {
-    text_equals(sql, &format!("{x}.code"), &value.value);
-    sql.push(format_args!(" and {x}.type_code is not null and "));
-    text_equals(sql, &format!("{x}.type_code"), &value.type_code);
-    if let Some(system) = &value.type_system {
-        sql.push(format_args!(" and {x}.type_system = "))
-            .bind(system.clone());
     }
 }
 

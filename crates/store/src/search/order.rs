@@ -10,8 +10,9 @@ use fhir_core::ResourceType;
 use fhir_core::search::SearchParamType;
 use fhir_core::search::query::SortKey;
 
-use super::criteria::{Sql, string_column};
+use super::criteria::{Sql, Terms};
 use super::cursor::Cursor;
+use crate::search_index::terms::Mark;
 
 /// One sort key as SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +34,13 @@ pub(super) fn sort_value(
         "_lastUpdated" => return ("r.last_updated".to_owned(), "timestamptz"),
         _ => {}
     }
-    let of = sql.param_rows(rtype, param, "x");
     let pick = if key.descending { "max" } else { "min" };
+    let of = sql.param_rows(rtype, param, "x");
     let (table, value, cast) = match param.kind() {
-        SearchParamType::String => ("search_string", string_column(param), "text"),
-        SearchParamType::Token => ("search_token", "code", "text"),
+        SearchParamType::String => {
+            return (lexeme_value(sql, rtype, key, Mark::Normalized), "text");
+        }
+        SearchParamType::Token => return (lexeme_value(sql, rtype, key, Mark::Code), "text"),
         SearchParamType::Date if key.descending => ("search_date", "high", "timestamptz"),
         SearchParamType::Date => ("search_date", "low", "timestamptz"),
         SearchParamType::Number => ("search_number", "value", "numeric"),
@@ -56,6 +59,20 @@ pub(super) fn sort_value(
     (
         format!("(select {pick}({value}) from {table} x where x.res_key = r.key and {of})"),
         cast,
+    )
+}
+
+/// The lowest (highest, descending) value of `key`'s lexemes of `mark` of resource row `r`,
+/// in byte order: what follows the mark.
+fn lexeme_value(sql: &Sql<'_>, rtype: ResourceType, key: &SortKey<'_>, mark: Mark) -> String {
+    let pick = if key.descending { "max" } else { "min" };
+    let (starts, end) = Terms::of(sql.ids(), rtype, key.param).starts(mark);
+    // The starts are a parameter id, a part and a mark: nothing to quote.
+    format!(
+        "(select {pick}(substr(l, strpos(l, '{end}') + 1) collate \"C\") \
+         from search_terms x, unnest(tsvector_to_array(x.terms)) l \
+         where x.res_key = r.key and l ^@ any('{{{}}}'::text[]))",
+        starts.join(",")
     )
 }
 

@@ -9,6 +9,7 @@
 mod params;
 mod reindex;
 mod rows;
+pub(crate) mod terms;
 
 use fhir_core::ResourceType;
 use fhir_core::reference::{LocalReference, local_references};

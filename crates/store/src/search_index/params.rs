@@ -13,8 +13,9 @@ use crate::StoreError;
 /// extraction or the tables): every type is then re-indexed at the next start. 2: the
 /// reference record (`resource_references`) is filled by the re-index too. 3: the parts of
 /// a name, address or contact point are rows of the whole's parameter only, with their part.
-/// 4: an identifier's type codings are columns of its token rows.
-const INDEX_FORMAT: u32 = 4;
+/// 4: an identifier's type codings are columns of its token rows. 5: strings and tokens are
+/// lexemes of `search_terms`.
+const INDEX_FORMAT: u32 = 5;
 
 /// The ids of the indexed parameters, by resource type and code.
 #[derive(Debug, Clone, Default)]

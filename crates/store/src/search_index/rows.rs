@@ -9,12 +9,14 @@ use std::sync::OnceLock;
 use chrono::{DateTime, SecondsFormat, Utc};
 use fhir_core::reference::LocalReference;
 use fhir_core::search::{
-    DateRange, IndexEntry, IndexValue, QuantityValue, ReferenceValue, StringValue, TokenValue,
+    DateRange, IndexEntry, IndexValue, QuantityValue, ReferenceValue, TokenValue,
 };
 use serde_json::{Map, Value};
 use sqlx::Postgres;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
+
+use super::terms;
 
 /// A statement being bound.
 pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
@@ -71,14 +73,6 @@ const DECIMAL: Column = Column {
     by_text: true,
 };
 
-/// The part of a compound value a row was taken from (`fhir_core::search::Part`).
-const PART: Column = Column {
-    name: "part",
-    array: "int2[]",
-    insert: "t.part",
-    by_text: false,
-};
-
 /// An index table and its value columns, after `res_key` and (when it has one) `param`.
 struct Table {
     name: &'static str,
@@ -88,27 +82,18 @@ struct Table {
 }
 
 /// The index tables, in the order [`IndexRows::bind`] binds them.
-const TABLES: [Table; 9] = [
+const TABLES: [Table; 8] = [
+    // Every string and token value of the resource, as lexemes of one `tsvector` (more
+    // for a resource with very many): `terms.rs`.
     Table {
-        name: "search_string",
-        param: true,
-        columns: &[
-            text("normalized", "t.normalized"),
-            text("exact", "t.exact"),
-            PART,
-            text("sound", "t.sound"),
-        ],
-    },
-    Table {
-        name: "search_token",
-        param: true,
-        columns: &[
-            text("system", "t.system"),
-            text("code", "t.code"),
-            PART,
-            text("type_system", "t.type_system"),
-            text("type_code", "t.type_code"),
-        ],
+        name: "search_terms",
+        param: false,
+        columns: &[Column {
+            name: "terms",
+            array: "tsvector[]",
+            insert: "t.terms",
+            by_text: false,
+        }],
     },
     Table {
         name: "search_date",
@@ -421,24 +406,31 @@ impl Ids {
     }
 }
 
+/// The lexemes of resources' string and token values, with the resource each is of.
 #[derive(Debug, Default)]
-struct StringRows<'v> {
-    ids: Ids,
-    normalized: Vec<&'v str>,
-    exact: Vec<&'v str>,
-    part: Vec<i16>,
-    sound: Vec<Option<&'v str>>,
+struct TermRows {
+    lexemes: Vec<(i64, String)>,
 }
 
-#[derive(Debug, Default)]
-struct TokenRows<'v> {
-    ids: Ids,
-    system: Vec<Option<&'v str>>,
-    code: Vec<&'v str>,
-    part: Vec<i16>,
-    /// An identifier's type coding, for `:of-type`.
-    type_system: Vec<Option<&'v str>>,
-    type_code: Vec<Option<&'v str>>,
+impl TermRows {
+    /// The rows: resource keys and their `tsvector`s, one or more per resource.
+    fn rows(mut self) -> (Vec<i64>, Vec<String>) {
+        self.lexemes.sort_by_key(|(key, _)| *key);
+        let mut keys = Vec::new();
+        let mut terms = Vec::new();
+        let mut rest = self.lexemes.as_mut_slice();
+        while let Some(&(key, _)) = rest.first() {
+            let n = rest.iter().take_while(|(k, _)| *k == key).count();
+            let (one, others) = rest.split_at_mut(n);
+            let lexemes = one.iter_mut().map(|(_, l)| std::mem::take(l)).collect();
+            for row in terms::tsvectors(lexemes) {
+                keys.push(key);
+                terms.push(row);
+            }
+            rest = others;
+        }
+        (keys, terms)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -493,8 +485,7 @@ struct RecordRows<'v> {
 /// text of the index values.
 #[derive(Debug, Default)]
 pub(crate) struct IndexRows<'v> {
-    string: StringRows<'v>,
-    token: TokenRows<'v>,
+    terms: TermRows,
     date: DateRows,
     reference: ReferenceRows<'v>,
     quantity: QuantityRows<'v>,
@@ -508,25 +499,16 @@ impl<'v> IndexRows<'v> {
     /// Adds the row of `entry`, a value of parameter `param` of resource `key` (its
     /// position with [`Keys::Placed`], unused with [`Keys::Cur`]), to its table.
     pub(crate) fn push(&mut self, key: i64, param: i32, entry: &'v IndexEntry<'_>) {
-        let part = entry.part.code();
+        let mut lexemes = Vec::new();
+        if terms::push_entry(&mut lexemes, param, entry) {
+            self.terms
+                .lexemes
+                .extend(lexemes.into_iter().map(|lexeme| (key, lexeme)));
+            return;
+        }
         match &entry.value {
-            // The text of a token (`:text`) is matched like a string: it is a string row
-            // of the token parameter.
-            IndexValue::String(s) | IndexValue::Token(TokenValue::Text(s)) => {
-                self.push_string(key, param, s, part)
-            }
-            IndexValue::Token(TokenValue::Code { system, code }) => {
-                self.push_token(key, param, system.as_deref(), code, part, None);
-            }
-            IndexValue::Token(TokenValue::OfType {
-                system,
-                type_system,
-                type_code,
-                value,
-            }) => {
-                let of_type = Some((type_system.as_deref(), type_code.as_str()));
-                self.push_token(key, param, system.as_deref(), value, part, of_type);
-            }
+            // Strings and tokens are lexemes (above).
+            IndexValue::String(_) | IndexValue::Token(_) => {}
             IndexValue::Date(range) => self.push_date(key, param, range),
             IndexValue::Reference(reference) => self.push_reference(key, param, reference),
             IndexValue::Quantity(quantity) => self.push_quantity(key, param, quantity),
@@ -553,33 +535,6 @@ impl<'v> IndexRows<'v> {
             self.record.target_type.push(reference.target_type.as_str());
             self.record.target_id.push(reference.target_id.as_str());
         }
-    }
-
-    fn push_string(&mut self, key: i64, param: i32, value: &'v StringValue, part: i16) {
-        self.string.ids.push(key, param);
-        self.string.normalized.push(&value.normalized);
-        self.string.exact.push(&value.exact);
-        self.string.part.push(part);
-        self.string.sound.push(value.sound.as_deref());
-    }
-
-    fn push_token(
-        &mut self,
-        key: i64,
-        param: i32,
-        system: Option<&'v str>,
-        code: &'v str,
-        part: i16,
-        of_type: Option<(Option<&'v str>, &'v str)>,
-    ) {
-        let rows = &mut self.token;
-        rows.ids.push(key, param);
-        rows.system.push(system);
-        rows.code.push(code);
-        rows.part.push(part);
-        rows.type_system
-            .push(of_type.and_then(|(system, _)| system));
-        rows.type_code.push(of_type.map(|(_, code)| code));
     }
 
     fn push_date(&mut self, key: i64, param: i32, range: &DateRange) {
@@ -616,8 +571,7 @@ impl<'v> IndexRows<'v> {
     pub(crate) fn tables(&self) -> TableSet {
         // In the order of `TABLES`.
         let filled: [bool; TABLES.len()] = [
-            !self.string.ids.is_empty(),
-            !self.token.ids.is_empty(),
+            !self.terms.lexemes.is_empty(),
             !self.date.ids.is_empty(),
             !self.reference.ids.is_empty(),
             !self.quantity.ids.is_empty(),
@@ -657,8 +611,7 @@ impl<'v> IndexRows<'v> {
         'v: 'q,
     {
         let IndexRows {
-            string,
-            token,
+            terms,
             date,
             reference,
             quantity,
@@ -669,28 +622,16 @@ impl<'v> IndexRows<'v> {
         } = self;
         let mut query = query;
         if tables.contains(0) {
-            query = string
-                .ids
-                .bind(query, keys)
-                .bind(string.normalized)
-                .bind(string.exact)
-                .bind(string.part)
-                .bind(string.sound);
+            let (rows_of, tsvectors) = terms.rows();
+            if keys != Keys::Cur {
+                query = query.bind(rows_of);
+            }
+            query = query.bind(tsvectors);
         }
         if tables.contains(1) {
-            query = token
-                .ids
-                .bind(query, keys)
-                .bind(token.system)
-                .bind(token.code)
-                .bind(token.part)
-                .bind(token.type_system)
-                .bind(token.type_code);
-        }
-        if tables.contains(2) {
             query = date.ids.bind(query, keys).bind(date.low).bind(date.high);
         }
-        if tables.contains(3) {
+        if tables.contains(2) {
             query = reference
                 .ids
                 .bind(query, keys)
@@ -701,7 +642,7 @@ impl<'v> IndexRows<'v> {
                 .bind(reference.identifier_system)
                 .bind(reference.identifier_value);
         }
-        if tables.contains(4) {
+        if tables.contains(3) {
             query = quantity
                 .ids
                 .bind(query, keys)
@@ -711,16 +652,16 @@ impl<'v> IndexRows<'v> {
                 .bind(quantity.system)
                 .bind(quantity.code);
         }
-        if tables.contains(5) {
+        if tables.contains(4) {
             query = number.ids.bind(query, keys).bind(number.value);
         }
-        if tables.contains(6) {
+        if tables.contains(5) {
             query = uri.ids.bind(query, keys).bind(uri.value);
         }
-        if tables.contains(7) {
+        if tables.contains(6) {
             query = composite.ids.bind(query, keys).bind(composite.components);
         }
-        if tables.contains(8) {
+        if tables.contains(7) {
             if keys != Keys::Cur {
                 query = query.bind(record.keys);
             }
@@ -824,19 +765,17 @@ mod tests {
             .sum();
         assert_eq!(next, 10 + per_table);
         assert!(cur.contains(
-            "from cur, unnest($10::int4[], $11::text[], $12::text[], $13::int2[], $14::text[])"
+            "search_terms_new as (insert into search_terms (res_key, terms) \
+             select cur.key, t.terms from cur, unnest($10::tsvector[]) as t(terms))"
         ));
         let (bound, next) = insert_ctes(Keys::Bound, 2, TableSet::ALL);
         assert_eq!(next, 2 + per_table + TABLES.len());
-        assert!(bound.contains(
-            "from unnest($2::int8[], $3::int4[], $4::text[], $5::text[], $6::int2[], $7::text[])"
-        ));
+        assert!(bound.contains("from unnest($2::int8[], $3::tsvector[]) as t(res_key, terms)"));
         let (placed, next) = insert_ctes(Keys::Placed, 2, TableSet::ALL);
         assert_eq!(next, 2 + per_table + TABLES.len());
         assert!(placed.contains(
-            "select placed.key, t.param, t.normalized, t.exact, t.part, t.sound from placed join \
-             unnest($2::int8[], $3::int4[], $4::text[], $5::text[], $6::int2[], $7::text[]) \
-             as t(pos, param, normalized, exact, part, sound) using (pos))"
+            "select placed.key, t.terms from placed join unnest($2::int8[], $3::tsvector[]) \
+             as t(pos, terms) using (pos))"
         ));
         assert!(placed.contains(
             "resource_references_new as (insert into resource_references \
@@ -847,7 +786,7 @@ mod tests {
 
     #[test]
     fn a_replacement_compares_what_it_binds_and_clears_the_tables_it_is_told() {
-        let date_only = TableSet(1 << 2);
+        let date_only = TableSet(1 << 1);
         let (sql, next) = replace_ctes(9, date_only, TableSet::ALL);
         assert_eq!(next, 12, "param, low and high");
         assert!(sql.contains(
@@ -859,30 +798,30 @@ mod tests {
             sql.contains("(v.param, v.low, v.high) is not distinct from (s.param, s.low, s.high)")
         );
         assert!(
-            sql.contains(", search_string_old as (delete from search_string where res_key = $1)")
+            sql.contains(", search_terms_old as (delete from search_terms where res_key = $1)")
         );
         assert_eq!(sql.matches("_old as").count(), TABLES.len());
         assert_eq!(sql.matches("_new as").count(), 1);
         // With the tables the resource's rows are in known, the others are left alone.
         let (known, _) = replace_ctes(9, date_only, TableSet::NONE);
         assert_eq!(known.matches("_old as").count(), 1, "{known}");
-        assert!(!known.contains("search_string"), "{known}");
-        let (sql, _) = replace_ctes(1, TableSet(1 << 5), TableSet::NONE);
+        assert!(!known.contains("search_terms"), "{known}");
+        let (sql, _) = replace_ctes(1, TableSet(1 << 4), TableSet::NONE);
         assert!(
             sql.contains("(v.param, v.value::text) is not distinct from (s.param, s.value::text)")
         );
     }
 
     /// `resources.index_tables` stores sets of these tables by position: a table may be
-    /// added at the end, never moved.
+    /// added at the end; moving one needs a migration that clears the column
+    /// (`20261206000001_search_terms.sql`).
     #[test]
     fn the_tables_keep_their_positions() {
         let names: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
         assert_eq!(
             names,
             [
-                "search_string",
-                "search_token",
+                "search_terms",
                 "search_date",
                 "search_reference",
                 "search_quantity",
@@ -911,7 +850,7 @@ mod tests {
             part: Default::default(),
         };
         rows.push(1, 7, &date);
-        assert_eq!(rows.tables(), TableSet(1 << 2));
+        assert_eq!(rows.tables(), TableSet(1 << 1));
         let (sql, next) = insert_ctes(Keys::Cur, 1, rows.tables());
         assert_eq!(next, 4);
         assert!(sql.starts_with(", search_date_new as (insert into search_date"));

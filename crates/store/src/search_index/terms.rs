@@ -1,0 +1,311 @@
+//! String and token values as the lexemes of one `tsvector` per resource: a row of
+//! `search_terms` holds every string and token value of a resource's current version, and
+//! its GIN index finds resources by value (docs/search.md, "Strings and tokens as terms").
+//!
+//! A lexeme is the parameter's id, the part the value came from, a mark saying what the
+//! value is, and the value: `80.1:chalmers` is the normalized family name (part 1) of
+//! parameter 80 (`name`). The marks:
+//!
+//! | mark | value | searched by |
+//! |---|---|---|
+//! | `:` | a string, normalized; a token's text | prefix (`:*`), equality (phonetic codes) |
+//! | `!` | a string as written | `:exact` |
+//! | `=` | a token's code | `code` |
+//! | `\|` | a token's system, `\|`, its code (no system: empty) | `system\|code`, `\|code`, prefix `system\|` |
+//! | `#` | an identifier's type system, type code and value, `\|`-separated (any type system: empty) | `:of-type` |
+//! | `~` | a phonetic code kept in its owner's values, without a part (`80~c456`) | phonetic parameters |
+//!
+//! A value longer than [`MAX_VALUE`] bytes is cut and followed by a digest of the whole, so
+//! that equality stays exact; a prefix is compared on its first bytes only then.
+
+use std::fmt::Write as _;
+
+use fhir_core::search::{IndexEntry, IndexValue, StringValue, TokenValue};
+use sha2::{Digest, Sha256};
+
+/// Bytes of a value kept as they are (PostgreSQL's lexemes hold at most 2,046 bytes).
+pub(crate) const MAX_VALUE: usize = 1000;
+
+/// Bytes of the lexemes of one `tsvector`, at most: more go to another row of the same
+/// resource (a `tsvector` holds at most 1 MiB of lexemes).
+const MAX_ROW: usize = 512 * 1024;
+
+/// What a lexeme's value is (see the module's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    Normalized,
+    Exact,
+    Code,
+    SystemCode,
+    OfType,
+}
+
+impl Mark {
+    pub(crate) fn char(self) -> char {
+        match self {
+            Mark::Normalized => ':',
+            Mark::Exact => '!',
+            Mark::Code => '=',
+            Mark::SystemCode => '|',
+            Mark::OfType => '#',
+        }
+    }
+}
+
+/// The lexeme of `value` (`mark`) of part `part` of parameter `param`.
+pub(crate) fn lexeme(param: i32, part: i16, mark: Mark, value: &str) -> String {
+    let mut out = format!("{param}.{part}{}", mark.char());
+    push_value(&mut out, value);
+    out
+}
+
+/// The lexeme of the phonetic code `code` kept in parameter `param`'s values.
+pub(crate) fn sound(param: i32, code: &str) -> String {
+    let mut out = format!("{param}~");
+    push_value(&mut out, code);
+    out
+}
+
+/// The lexeme prefix a search for values starting with `prefix` looks for: the value cut
+/// where a long value is cut.
+pub(crate) fn prefix(param: i32, part: i16, mark: Mark, prefix: &str) -> String {
+    let mut out = format!("{param}.{part}{}", mark.char());
+    out.push_str(head(prefix));
+    out
+}
+
+/// The lexeme before a part's values of `mark`: what every value of the part starts with.
+pub(crate) fn part_start(param: i32, part: i16, mark: Mark) -> String {
+    format!("{param}.{part}{}", mark.char())
+}
+
+/// The first bytes of `value` kept as they are: at most [`MAX_VALUE`] less a digest's
+/// room, at a character boundary.
+fn head(value: &str) -> &str {
+    if value.len() <= MAX_VALUE {
+        return value;
+    }
+    let mut end = MAX_VALUE - 33;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+fn push_value(out: &mut String, value: &str) {
+    let kept = head(value);
+    out.push_str(kept);
+    if kept.len() < value.len() {
+        out.push('#');
+        let digest = Sha256::digest(value.as_bytes());
+        for byte in &digest[..16] {
+            let _ = write!(out, "{byte:02x}");
+        }
+    }
+}
+
+/// `system|code`, the value of a [`Mark::SystemCode`] lexeme (no system: `|code`).
+pub(crate) fn system_code(system: Option<&str>, code: &str) -> String {
+    format!("{}|{code}", system.unwrap_or(""))
+}
+
+/// `type-system|type-code|value`, the value of a [`Mark::OfType`] lexeme.
+pub(crate) fn of_type(type_system: Option<&str>, type_code: &str, value: &str) -> String {
+    format!("{}|{type_code}|{value}", type_system.unwrap_or(""))
+}
+
+/// Adds the lexemes of `entry`, a value of parameter `param`, to `out`; false when the
+/// value is not a string or a token (it has a table of its own).
+pub(crate) fn push_entry(out: &mut Vec<String>, param: i32, entry: &IndexEntry<'_>) -> bool {
+    let part = entry.part.code();
+    match &entry.value {
+        IndexValue::String(value) => push_string(out, param, part, value),
+        IndexValue::Token(TokenValue::Text(text)) => {
+            out.push(lexeme(param, part, Mark::Normalized, &text.normalized));
+        }
+        IndexValue::Token(TokenValue::Code { system, code }) => {
+            push_code(out, param, part, system.as_deref(), code);
+        }
+        IndexValue::Token(TokenValue::OfType {
+            system,
+            type_system,
+            type_code,
+            value,
+        }) => {
+            push_code(out, param, part, system.as_deref(), value);
+            let of_type_lexeme = |system| {
+                lexeme(
+                    param,
+                    part,
+                    Mark::OfType,
+                    &of_type(system, type_code, value),
+                )
+            };
+            if type_system.is_some() {
+                out.push(of_type_lexeme(type_system.as_deref()));
+            }
+            out.push(of_type_lexeme(None));
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn push_string(out: &mut Vec<String>, param: i32, part: i16, value: &StringValue) {
+    out.push(lexeme(param, part, Mark::Normalized, &value.normalized));
+    out.push(lexeme(param, part, Mark::Exact, &value.exact));
+    if let Some(code) = &value.sound {
+        out.push(sound(param, code));
+    }
+}
+
+fn push_code(out: &mut Vec<String>, param: i32, part: i16, system: Option<&str>, code: &str) {
+    out.push(lexeme(param, part, Mark::Code, code));
+    out.push(lexeme(
+        param,
+        part,
+        Mark::SystemCode,
+        &system_code(system, code),
+    ));
+}
+
+/// The `tsvector`s (in PostgreSQL's input syntax) that hold `lexemes`: one, or more when
+/// they are too many for one.
+pub(crate) fn tsvectors(mut lexemes: Vec<String>) -> Vec<String> {
+    lexemes.sort_unstable();
+    lexemes.dedup();
+    let mut rows = Vec::new();
+    let mut row = String::new();
+    for lexeme in &lexemes {
+        if !row.is_empty() && row.len() + lexeme.len() > MAX_ROW {
+            rows.push(std::mem::take(&mut row));
+        }
+        if !row.is_empty() {
+            row.push(' ');
+        }
+        quote(&mut row, lexeme);
+    }
+    if !row.is_empty() {
+        rows.push(row);
+    }
+    rows
+}
+
+/// `lexeme` quoted for a `tsvector` or `tsquery`: in single quotes, a quote doubled and a
+/// backslash escaped.
+fn quote(out: &mut String, lexeme: &str) {
+    out.push('\'');
+    for c in lexeme.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+}
+
+/// A `tsquery` (in PostgreSQL's input syntax) matching any of its terms.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct AnyOf(String);
+
+impl AnyOf {
+    /// Matches `lexeme`.
+    pub(crate) fn lexeme(&mut self, lexeme: &str) -> &mut Self {
+        self.or();
+        quote(&mut self.0, lexeme);
+        self
+    }
+
+    /// Matches every lexeme starting with `prefix`.
+    pub(crate) fn prefix(&mut self, prefix: &str) -> &mut Self {
+        self.lexeme(prefix);
+        self.0.push_str(":*");
+        self
+    }
+
+    fn or(&mut self) {
+        if !self.0.is_empty() {
+            self.0.push_str(" | ");
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The query's text.
+    pub(crate) fn into_text(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fhir_core::search::{Part, Registry};
+
+    #[test]
+    fn lexemes_name_parameter_part_and_mark() {
+        assert_eq!(lexeme(80, 1, Mark::Normalized, "chalmers"), "80.1:chalmers");
+        assert_eq!(lexeme(77, 0, Mark::SystemCode, "urn:x|12"), "77.0|urn:x|12");
+        assert_eq!(sound(80, "c456"), "80~c456");
+        assert_eq!(system_code(None, "male"), "|male");
+        assert_eq!(of_type(Some("http://t"), "MR", "12"), "http://t|MR|12");
+        assert_eq!(prefix(80, 2, Mark::Normalized, "pet"), "80.2:pet");
+    }
+
+    #[test]
+    fn long_values_are_cut_and_keep_a_digest() {
+        let long = "é".repeat(600);
+        let a = lexeme(1, 0, Mark::Code, &long);
+        let b = lexeme(1, 0, Mark::Code, &format!("{long}x"));
+        assert_ne!(a, b, "equality stays exact");
+        assert!(a.len() <= MAX_VALUE + 8, "{}", a.len());
+        let cut = prefix(1, 0, Mark::Code, &long);
+        assert!(
+            a.starts_with(&cut),
+            "the prefix of a long value is its head"
+        );
+        assert_eq!(lexeme(1, 0, Mark::Code, "short"), "1.0=short");
+    }
+
+    #[test]
+    fn quoting_doubles_quotes_and_escapes_backslashes() {
+        let rows = tsvectors(vec!["b\\c".into(), "o'brien".into(), "b\\c".into()]);
+        assert_eq!(rows, ["'b\\\\c' 'o''brien'"]);
+        let mut query = AnyOf::default();
+        query.prefix("80.1:o'b").lexeme("x");
+        assert_eq!(query.into_text(), "'80.1:o''b':* | 'x'");
+    }
+
+    #[test]
+    fn too_many_lexemes_for_one_row_make_several() {
+        let lexemes: Vec<String> = (0..2000).map(|n| format!("{n:0>600}")).collect();
+        let rows = tsvectors(lexemes);
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|row| row.len() <= MAX_ROW + 700));
+        assert!(tsvectors(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn an_identifier_with_a_type_is_a_code_and_an_of_type_value() {
+        let registry = Registry::builtin().expect("the definitions load");
+        let entry = IndexEntry {
+            param: registry.get("Patient", "identifier").expect("a parameter"),
+            value: IndexValue::Token(TokenValue::OfType {
+                system: Some("urn:s".into()),
+                type_system: Some("urn:t".into()),
+                type_code: "MR".into(),
+                value: "12".into(),
+            }),
+            part: Part::Whole,
+        };
+        let mut out = Vec::new();
+        assert!(push_entry(&mut out, 7, &entry));
+        assert_eq!(
+            out,
+            ["7.0=12", "7.0|urn:s|12", "7.0#urn:t|MR|12", "7.0#|MR|12"]
+        );
+    }
+}
