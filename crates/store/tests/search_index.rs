@@ -87,8 +87,8 @@ fn email(value: &str) -> Vec<Claim> {
 
 /// Every index row as `Type/id code table (columns)`, sorted, with the reference record's
 /// rows (code `?`, table `record`); duplicates are kept, so a row written twice shows. A
-/// string or token value is one row per lexeme, `Type/id code term <mark><value>`
-/// (`family term :garcia`, `gender term =male`). A lexeme of a part that a built-in
+/// string or token value is one row per lexeme, `Type/id code term <mark><value>`, its
+/// separators shown as `¦` (`family term :garcia¦García`, `gender term =male¦http://...`). A lexeme of a part that a built-in
 /// parameter is kept as (`name`'s family names) shows under that parameter's code
 /// (`family`); a phonetic code kept with a value, under the phonetic parameter's
 /// (`phonetic term ~g620`).
@@ -114,8 +114,8 @@ async fn rows(pool: &PgPool) -> Vec<String> {
     let rows: Vec<String> = sqlx::query_scalar(&format!(
         "with x as (
              select res_key, m[1]::int as param, coalesce(m[2]::int2, {SOUND}) as part, 'term' as tab,
-                 m[3] || m[4] as val
-                 from (select res_key, regexp_match(l, '^([0-9]+)(?:\\.([0-9]+))?([:!=|#~])(.*)$') as m
+                 m[3] || translate(m[4], E'\\x01', '¦') as val
+                 from (select res_key, regexp_match(l, '^([0-9]+)(?:\\.([0-9]+))?([:=@#~])(.*)$') as m
                        from search_terms, unnest(tsvector_to_array(terms)) l) t
              union all select res_key, param, 0, 'date', row(low at time zone 'UTC', high at time zone 'UTC')::text from search_date
              union all select res_key, param, 0, 'reference', row(target_type, target_id, target_version, url,
@@ -190,32 +190,23 @@ async fn a_patient_is_indexed_by_typed_rows(pool: PgPool) {
         &rows,
         &[
             // `name`'s rows, each with its part: `family` and `given` have none of their own.
-            "Patient/p1 family term :garcia",
-            "Patient/p1 family term !García",
-            "Patient/p1 given term :jose",
-            "Patient/p1 given term !José",
-            "Patient/p1 given term :ana",
-            "Patient/p1 given term !Ana",
+            "Patient/p1 family term :garcia¦García",
+            "Patient/p1 given term :jose¦José",
+            "Patient/p1 given term :ana¦Ana",
             "Patient/p1 phonetic term ~g620",
-            "Patient/p1 address-city term :sevilla",
-            "Patient/p1 address-city term !Sevilla",
-            "Patient/p1 address-country term :es",
-            "Patient/p1 address-country term !ES",
+            "Patient/p1 address-city term :sevilla¦Sevilla",
+            "Patient/p1 address-country term :es¦ES",
             // The identifier's value with its type coding, for `:of-type` too.
-            "Patient/p1 identifier term =MRN-1",
-            "Patient/p1 identifier term |urn:oid:1.2.3|MRN-1",
-            "Patient/p1 identifier term #http://terminology.hl7.org/CodeSystem/v2-0203|MR|MRN-1",
-            "Patient/p1 identifier term #|MR|MRN-1",
+            "Patient/p1 identifier term =MRN-1¦urn:oid:1.2.3",
+            "Patient/p1 identifier term @urn:oid:1.2.3",
+            "Patient/p1 identifier term #MR¦MRN-1¦http://terminology.hl7.org/CodeSystem/v2-0203",
             "Patient/p1 identifier term :medical record",
-            "Patient/p1 gender term =male",
-            "Patient/p1 gender term |http://hl7.org/fhir/administrative-gender|male",
-            "Patient/p1 active term =true",
-            "Patient/p1 active term ||true",
-            "Patient/p1 deceased term =false",
-            "Patient/p1 deceased term ||false",
+            "Patient/p1 gender term =male¦http://hl7.org/fhir/administrative-gender",
+            "Patient/p1 gender term @http://hl7.org/fhir/administrative-gender",
+            "Patient/p1 active term =true¦",
+            "Patient/p1 deceased term =false¦",
             // `telecom`'s row, of system email.
-            "Patient/p1 email term =Jose@Example.org",
-            "Patient/p1 email term ||Jose@Example.org",
+            "Patient/p1 email term =Jose@Example.org¦",
             "Patient/p1 birthdate date (\"1970-03-01 00:00:00\",\"1970-04-01 00:00:00\")",
             "Patient/p1 organization reference (Organization,o1,,,,)",
             "Patient/p1 general-practitioner reference \
@@ -245,13 +236,12 @@ async fn an_account_and_an_invoice_are_indexed_by_typed_rows(pool: PgPool) {
     assert_has(
         &rows_of(&pool, "Account/a1").await,
         &[
-            "Account/a1 status term =active",
-            "Account/a1 status term |http://hl7.org/fhir/account-status|active",
-            "Account/a1 type term =PBILLACCT",
-            "Account/a1 type term |http://terminology.hl7.org/CodeSystem/v3-ActCode|PBILLACCT",
+            "Account/a1 status term =active¦http://hl7.org/fhir/account-status",
+            "Account/a1 status term @http://hl7.org/fhir/account-status",
+            "Account/a1 type term =PBILLACCT¦http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "Account/a1 type term @http://terminology.hl7.org/CodeSystem/v3-ActCode",
             "Account/a1 type term :patient billing",
-            "Account/a1 name term :main account",
-            "Account/a1 name term !Main account",
+            "Account/a1 name term :main account¦Main account",
             "Account/a1 subject reference (Patient,p1,,,,)",
             "Account/a1 patient reference (Patient,p1,,,,)",
             "Account/a1 owner reference (Organization,o1,,,,)",
@@ -261,18 +251,18 @@ async fn an_account_and_an_invoice_are_indexed_by_typed_rows(pool: PgPool) {
     assert_has(
         &rows_of(&pool, "Invoice/i1").await,
         &[
-            "Invoice/i1 status term =issued",
-            "Invoice/i1 status term |http://hl7.org/fhir/invoice-status|issued",
-            "Invoice/i1 identifier term =INV-1",
-            "Invoice/i1 identifier term |http://example.org/invoices|INV-1",
+            "Invoice/i1 status term =issued¦http://hl7.org/fhir/invoice-status",
+            "Invoice/i1 status term @http://hl7.org/fhir/invoice-status",
+            "Invoice/i1 identifier term =INV-1¦http://example.org/invoices",
+            "Invoice/i1 identifier term @http://example.org/invoices",
             "Invoice/i1 subject reference (Patient,p1,,,,)",
             "Invoice/i1 patient reference (Patient,p1,,,,)",
             "Invoice/i1 account reference (Account,a1,,,,)",
             "Invoice/i1 date date (\"2021-06-15 08:30:00\",\"2021-06-15 08:30:01\")",
             "Invoice/i1 totalnet quantity (100.00,,,urn:iso:std:iso:4217,EUR)",
             "Invoice/i1 totalgross quantity (119.00,,,urn:iso:std:iso:4217,EUR)",
-            "Invoice/i1 line-item-code term =C1",
-            "Invoice/i1 line-item-code term |http://example.org/charges|C1",
+            "Invoice/i1 line-item-code term =C1¦http://example.org/charges",
+            "Invoice/i1 line-item-code term @http://example.org/charges",
         ],
     );
 }
@@ -327,7 +317,7 @@ async fn long_values_are_cut_and_stay_distinct(pool: PgPool) {
         "identifier": [{"system": "urn:x", "value": format!("{}8", "7".repeat(9_999))}]});
     put(&store, ResourceType::Patient, "other", other).await;
     let (longest, identifiers): (i32, i64) = sqlx::query_as(
-        "select max(octet_length(l)), count(distinct l) filter (where l like '%|urn:x|%')
+        "select max(octet_length(l)), count(distinct l) filter (where l like '%=7%')
          from search_terms, unnest(tsvector_to_array(terms)) l",
     )
     .fetch_one(&pool)
@@ -344,10 +334,7 @@ async fn an_update_replaces_the_rows_and_a_delete_removes_them(pool: PgPool) {
     put(&store, ResourceType::Patient, "p", named("Alpha")).await;
     put(&store, ResourceType::Patient, "p", named("Beta")).await;
     let after_update = rows_of(&pool, "Patient/p").await;
-    assert_has(
-        &after_update,
-        &["Patient/p family term :beta", "Patient/p family term !Beta"],
-    );
+    assert_has(&after_update, &["Patient/p family term :beta¦Beta"]);
     assert!(!after_update.iter().any(|r| r.contains("lpha")));
     let deceased = after_update
         .iter()
@@ -375,10 +362,7 @@ async fn an_update_replaces_the_rows_and_a_delete_removes_them(pool: PgPool) {
     put(&store, ResourceType::Patient, "p", named("Gamma")).await;
     assert_has(
         &rows_of(&pool, "Patient/p").await,
-        &[
-            "Patient/p family term :gamma",
-            "Patient/p family term !Gamma",
-        ],
+        &["Patient/p family term :gamma¦Gamma"],
     );
 }
 
@@ -431,13 +415,7 @@ async fn an_update_empties_the_tables_only_the_current_version_had(pool: PgPool)
     put(&store, ResourceType::Patient, "p1", named("Beta")).await;
     let rows = rows_of(&pool, "Patient/p1").await;
     assert_eq!(tables(&rows), named_only, "{rows:?}");
-    assert_has(
-        &rows,
-        &[
-            "Patient/p1 family term :beta",
-            "Patient/p1 family term !Beta",
-        ],
-    );
+    assert_has(&rows, &["Patient/p1 family term :beta¦Beta"]);
     assert_eq!(recorded(&pool, "p1").await, Some(0b1));
 
     // A re-index clears the record; the next update still empties what the rows were in.
@@ -559,10 +537,7 @@ async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
     };
     assert_has(
         &rows_of(&pool, &format!("Patient/{}", stored.id)).await,
-        &[
-            &format!("Patient/{} family term :delta", stored.id),
-            &format!("Patient/{} family term !Delta", stored.id),
-        ],
+        &[&format!("Patient/{} family term :delta¦Delta", stored.id)],
     );
 
     // A conditional create writes its rows in its transaction; a match writes none.
@@ -584,8 +559,8 @@ async fn a_create_is_indexed_in_its_statement(pool: PgPool) {
     assert_has(
         &before,
         &[
-            &format!("Patient/{} identifier term =1", first.id),
-            &format!("Patient/{} identifier term |urn:x|1", first.id),
+            &format!("Patient/{} identifier term =1¦urn:x", first.id),
+            &format!("Patient/{} identifier term @urn:x", first.id),
         ],
     );
     let second = store
@@ -691,7 +666,7 @@ async fn reindex_rebuilds_exactly_the_rows_of_a_fresh_write(pool: PgPool) {
     // Patient's definitions "changed", and its rows are off: lost, stale, doubled.
     sqlx::raw_sql(
         "update search_index_state set fingerprint = 'older definitions' where res_type = 'Patient';
-         update search_terms set terms = terms || array_to_tsvector(array['0.0=stale'])
+         update search_terms set terms = terms || array_to_tsvector(array['0.0=stale\x01'])
              where res_key in (select key from resources where res_type = 'Patient');
          insert into search_terms select * from search_terms;
          insert into search_date select * from search_date;",
@@ -829,10 +804,10 @@ async fn reindex_racing_with_writes_leaves_the_rows_of_the_current_versions(pool
             (true, _) => assert!(!all.iter().any(|r| r.starts_with(&prefix)), "{id}"),
             (false, Some(family)) => assert_eq!(
                 families,
-                [
-                    &format!("{prefix}family term !{family}"),
-                    &format!("{prefix}family term :{}", family.to_lowercase()),
-                ]
+                [&format!(
+                    "{prefix}family term :{}¦{family}",
+                    family.to_lowercase()
+                )]
             ),
             (false, None) => panic!("{id} has no family"),
         }

@@ -20,7 +20,7 @@ use fhir_core::search::query::{
     ComponentValue, Condition, DateSearch, NumberSearch, Prefix, QuantitySearch, QuantityUnit,
     ReferenceSearch, StringMatch, Test, TokenSearch, UriMatch,
 };
-use fhir_core::search::{Keeping, Part, SearchParamType, SearchParameter};
+use fhir_core::search::{Keeping, Part, SearchParamType, SearchParameter, normalize};
 use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder};
 
@@ -133,14 +133,18 @@ impl Terms {
 
     /// Adds the lexeme of `value` (of `mark`) in each part to `query`.
     fn lexemes(&self, query: &mut AnyOf, mark: Mark, value: &str) {
+        for part in self.parts.iter().flatten() {
+            query.lexeme(&terms::lexeme(self.id, *part, mark, value));
+        }
+    }
+
+    /// Adds the lexemes of the phonetic code `code` to `query`: a kept code, or the
+    /// normalized value of a phonetic parameter of its own.
+    fn phonetic(&self, query: &mut AnyOf, code: &str) {
         match &self.parts {
-            Some(parts) => {
-                for part in parts {
-                    query.lexeme(&terms::lexeme(self.id, *part, mark, value));
-                }
-            }
+            Some(_) => self.prefixes(query, Mark::Normalized, &format!("{code}{}", terms::SEP)),
             None => {
-                query.lexeme(&terms::sound(self.id, value));
+                query.lexeme(&terms::sound(self.id, code));
             }
         }
     }
@@ -385,7 +389,8 @@ fn write_test(
             let mut query = AnyOf::default();
             for value in values {
                 if *matching == StringMatch::Exact {
-                    terms.lexemes(&mut query, Mark::Exact, value);
+                    let both = terms::string(&normalize(value), value);
+                    terms.lexemes(&mut query, Mark::Normalized, &both);
                 } else {
                     terms.prefixes(&mut query, Mark::Normalized, value);
                 }
@@ -407,7 +412,7 @@ fn write_test(
                 sql.push(" or (true");
                 for code in codes {
                     let mut query = AnyOf::default();
-                    terms.lexemes(&mut query, Mark::Normalized, code);
+                    terms.phonetic(&mut query, code);
                     sql.push(" and ");
                     terms_match(sql, alias, query, true);
                 }
@@ -425,9 +430,13 @@ fn write_test(
         Test::OfType(values) => {
             let mut query = AnyOf::default();
             for value in values {
-                let of_type =
-                    terms::of_type(value.type_system.as_deref(), &value.type_code, &value.value);
-                terms.lexemes(&mut query, Mark::OfType, &of_type);
+                let system = value.type_system.as_deref();
+                let typed = terms::of_type(&value.type_code, &value.value, system);
+                if system.is_some() {
+                    terms.lexemes(&mut query, Mark::OfType, &typed);
+                } else {
+                    terms.prefixes(&mut query, Mark::OfType, &typed);
+                }
             }
             terms_match(sql, alias, query, true);
         }
@@ -496,7 +505,7 @@ fn contains(sql: &mut Sql<'_>, alias: &str, terms: &Terms, values: &[String]) {
     .push(") and (false");
     for value in values {
         sql.push(format_args!(
-            " or strpos(substr(l, strpos(l, '{mark}') + 1), "
+            " or strpos(split_part(substr(l, strpos(l, '{mark}') + 1), E'\\x01', 1), "
         ))
         .bind(value.clone())
         .push(") > 0");
@@ -507,17 +516,14 @@ fn contains(sql: &mut Sql<'_>, alias: &str, terms: &Terms, values: &[String]) {
 /// Adds the lexemes a token search value matches to `query`.
 fn token_lexemes(terms: &Terms, query: &mut AnyOf, value: &TokenSearch) {
     match value {
-        TokenSearch::Code(code) => terms.lexemes(query, Mark::Code, code),
+        TokenSearch::Code(code) => terms.prefixes(query, Mark::Code, &terms::code(code, None)),
         TokenSearch::SystemCode { system, code } => {
-            let value = terms::system_code(Some(system), code);
-            terms.lexemes(query, Mark::SystemCode, &value);
+            terms.lexemes(query, Mark::Code, &terms::code(code, Some(system)));
         }
         TokenSearch::CodeWithoutSystem(code) => {
-            terms.lexemes(query, Mark::SystemCode, &terms::system_code(None, code));
+            terms.lexemes(query, Mark::Code, &terms::code(code, None));
         }
-        TokenSearch::System(system) => {
-            terms.prefixes(query, Mark::SystemCode, &format!("{system}|"));
-        }
+        TokenSearch::System(system) => terms.lexemes(query, Mark::System, system),
     }
 }
 

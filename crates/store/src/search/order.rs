@@ -63,13 +63,13 @@ pub(super) fn sort_value(
 }
 
 /// The lowest (highest, descending) value of `key`'s lexemes of `mark` of resource row `r`,
-/// in byte order: what follows the mark.
+/// in byte order: what follows the mark, up to the next separator.
 fn lexeme_value(sql: &Sql<'_>, rtype: ResourceType, key: &SortKey<'_>, mark: Mark) -> String {
     let pick = if key.descending { "max" } else { "min" };
     let (starts, end) = Terms::of(sql.ids(), rtype, key.param).starts(mark);
     // The starts are a parameter id, a part and a mark: nothing to quote.
     format!(
-        "(select {pick}(substr(l, strpos(l, '{end}') + 1) collate \"C\") \
+        "(select {pick}(split_part(substr(l, strpos(l, '{end}') + 1), E'\\x01', 1) collate \"C\") \
          from search_terms x, unnest(tsvector_to_array(x.terms)) l \
          where x.res_key = r.key and l ^@ any('{{{}}}'::text[]))",
         starts.join(",")

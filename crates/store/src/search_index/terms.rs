@@ -3,28 +3,34 @@
 //! its GIN index finds resources by value (docs/search.md, "Strings and tokens as terms").
 //!
 //! A lexeme is the parameter's id, the part the value came from, a mark saying what the
-//! value is, and the value: `80.1:chalmers` is the normalized family name (part 1) of
-//! parameter 80 (`name`). The marks:
+//! value is, and the value: `80.1:chalmers␁Chalmers` is the family name (part 1) of
+//! parameter 80 (`name`), normalized then as written. `␁` is [`SEP`], U+0001, which no
+//! valid FHIR string holds. The marks:
 //!
 //! | mark | value | searched by |
 //! |---|---|---|
-//! | `:` | a string, normalized; a token's text | prefix (`:*`), equality (phonetic codes) |
-//! | `!` | a string as written | `:exact` |
-//! | `=` | a token's code | `code` |
-//! | `\|` | a token's system, `\|`, its code (no system: empty) | `system\|code`, `\|code`, prefix `system\|` |
-//! | `#` | an identifier's type system, type code and value, `\|`-separated (any type system: empty) | `:of-type` |
+//! | `:` | a string, normalized, `␁`, as written; a token's text, normalized | prefix (`:*`); `:exact` (the whole lexeme) |
+//! | `=` | a token's code, `␁`, its system (none: empty) | `code` (prefix `code␁`), `system\|code`, `\|code` (whole lexemes) |
+//! | `@` | a token's system | `system\|` |
+//! | `#` | an identifier's type code, `␁`, value, `␁`, type system (none: empty) | `:of-type` (whole lexeme; no type system: prefix) |
 //! | `~` | a phonetic code kept in its owner's values, without a part (`80~c456`) | phonetic parameters |
 //!
 //! A value longer than [`MAX_VALUE`] bytes is cut and followed by a digest of the whole, so
-//! that equality stays exact; a prefix is compared on its first bytes only then.
+//! that equality stays exact; a prefix longer than the part kept is compared on that part.
 
 use std::fmt::Write as _;
 
-use fhir_core::search::{IndexEntry, IndexValue, StringValue, TokenValue};
+use fhir_core::search::{IndexEntry, IndexValue, TokenValue};
 use sha2::{Digest, Sha256};
 
 /// Bytes of a value kept as they are (PostgreSQL's lexemes hold at most 2,046 bytes).
 pub(crate) const MAX_VALUE: usize = 1000;
+
+/// Bytes of a longer value kept before its digest: what a prefix is compared on at most.
+const KEPT: usize = MAX_VALUE - 33;
+
+/// Between the parts of a value: U+0001, a control character no FHIR string may hold.
+pub(crate) const SEP: char = '\u{1}';
 
 /// Bytes of the lexemes of one `tsvector`, at most: more go to another row of the same
 /// resource (a `tsvector` holds at most 1 MiB of lexemes).
@@ -34,9 +40,8 @@ const MAX_ROW: usize = 512 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mark {
     Normalized,
-    Exact,
     Code,
-    SystemCode,
+    System,
     OfType,
 }
 
@@ -44,9 +49,8 @@ impl Mark {
     pub(crate) fn char(self) -> char {
         match self {
             Mark::Normalized => ':',
-            Mark::Exact => '!',
             Mark::Code => '=',
-            Mark::SystemCode => '|',
+            Mark::System => '@',
             Mark::OfType => '#',
         }
     }
@@ -66,11 +70,11 @@ pub(crate) fn sound(param: i32, code: &str) -> String {
     out
 }
 
-/// The lexeme prefix a search for values starting with `prefix` looks for: the value cut
-/// where a long value is cut.
+/// The lexeme prefix a search for values starting with `prefix` looks for: at most the
+/// bytes a long value keeps.
 pub(crate) fn prefix(param: i32, part: i16, mark: Mark, prefix: &str) -> String {
     let mut out = format!("{param}.{part}{}", mark.char());
-    out.push_str(head(prefix));
+    out.push_str(cut(prefix, KEPT));
     out
 }
 
@@ -79,13 +83,21 @@ pub(crate) fn part_start(param: i32, part: i16, mark: Mark) -> String {
     format!("{param}.{part}{}", mark.char())
 }
 
-/// The first bytes of `value` kept as they are: at most [`MAX_VALUE`] less a digest's
-/// room, at a character boundary.
+/// The first bytes of `value` kept as they are: all up to [`MAX_VALUE`], else [`KEPT`].
 fn head(value: &str) -> &str {
     if value.len() <= MAX_VALUE {
+        value
+    } else {
+        cut(value, KEPT)
+    }
+}
+
+/// `value` up to `len` bytes, at a character boundary.
+fn cut(value: &str, len: usize) -> &str {
+    if value.len() <= len {
         return value;
     }
-    let mut end = MAX_VALUE - 33;
+    let mut end = len;
     while !value.is_char_boundary(end) {
         end -= 1;
     }
@@ -104,14 +116,19 @@ fn push_value(out: &mut String, value: &str) {
     }
 }
 
-/// `system|code`, the value of a [`Mark::SystemCode`] lexeme (no system: `|code`).
-pub(crate) fn system_code(system: Option<&str>, code: &str) -> String {
-    format!("{}|{code}", system.unwrap_or(""))
+/// The value of a string's lexeme: normalized, then as written.
+pub(crate) fn string(normalized: &str, exact: &str) -> String {
+    format!("{normalized}{SEP}{exact}")
 }
 
-/// `type-system|type-code|value`, the value of a [`Mark::OfType`] lexeme.
-pub(crate) fn of_type(type_system: Option<&str>, type_code: &str, value: &str) -> String {
-    format!("{}|{type_code}|{value}", type_system.unwrap_or(""))
+/// The value of a code's lexeme: the code, then its system (none: empty).
+pub(crate) fn code(code: &str, system: Option<&str>) -> String {
+    format!("{code}{SEP}{}", system.unwrap_or(""))
+}
+
+/// The value of an identifier's type lexeme: type code, value, type system (none: empty).
+pub(crate) fn of_type(type_code: &str, value: &str, type_system: Option<&str>) -> String {
+    format!("{type_code}{SEP}{value}{SEP}{}", type_system.unwrap_or(""))
 }
 
 /// Adds the lexemes of `entry`, a value of parameter `param`, to `out`; false when the
@@ -119,7 +136,13 @@ pub(crate) fn of_type(type_system: Option<&str>, type_code: &str, value: &str) -
 pub(crate) fn push_entry(out: &mut Vec<String>, param: i32, entry: &IndexEntry<'_>) -> bool {
     let part = entry.part.code();
     match &entry.value {
-        IndexValue::String(value) => push_string(out, param, part, value),
+        IndexValue::String(value) => {
+            let both = string(&value.normalized, &value.exact);
+            out.push(lexeme(param, part, Mark::Normalized, &both));
+            if let Some(code) = &value.sound {
+                out.push(sound(param, code));
+            }
+        }
         IndexValue::Token(TokenValue::Text(text)) => {
             out.push(lexeme(param, part, Mark::Normalized, &text.normalized));
         }
@@ -133,40 +156,19 @@ pub(crate) fn push_entry(out: &mut Vec<String>, param: i32, entry: &IndexEntry<'
             value,
         }) => {
             push_code(out, param, part, system.as_deref(), value);
-            let of_type_lexeme = |system| {
-                lexeme(
-                    param,
-                    part,
-                    Mark::OfType,
-                    &of_type(system, type_code, value),
-                )
-            };
-            if type_system.is_some() {
-                out.push(of_type_lexeme(type_system.as_deref()));
-            }
-            out.push(of_type_lexeme(None));
+            let typed = of_type(type_code, value, type_system.as_deref());
+            out.push(lexeme(param, part, Mark::OfType, &typed));
         }
         _ => return false,
     }
     true
 }
 
-fn push_string(out: &mut Vec<String>, param: i32, part: i16, value: &StringValue) {
-    out.push(lexeme(param, part, Mark::Normalized, &value.normalized));
-    out.push(lexeme(param, part, Mark::Exact, &value.exact));
-    if let Some(code) = &value.sound {
-        out.push(sound(param, code));
+fn push_code(out: &mut Vec<String>, param: i32, part: i16, system: Option<&str>, value: &str) {
+    out.push(lexeme(param, part, Mark::Code, &code(value, system)));
+    if let Some(system) = system {
+        out.push(lexeme(param, part, Mark::System, system));
     }
-}
-
-fn push_code(out: &mut Vec<String>, param: i32, part: i16, system: Option<&str>, code: &str) {
-    out.push(lexeme(param, part, Mark::Code, code));
-    out.push(lexeme(
-        param,
-        part,
-        Mark::SystemCode,
-        &system_code(system, code),
-    ));
 }
 
 /// The `tsvector`s (in PostgreSQL's input syntax) that hold `lexemes`: one, or more when
@@ -247,11 +249,18 @@ mod tests {
 
     #[test]
     fn lexemes_name_parameter_part_and_mark() {
-        assert_eq!(lexeme(80, 1, Mark::Normalized, "chalmers"), "80.1:chalmers");
-        assert_eq!(lexeme(77, 0, Mark::SystemCode, "urn:x|12"), "77.0|urn:x|12");
+        let family = string("chalmers", "Chalmers");
+        assert_eq!(
+            lexeme(80, 1, Mark::Normalized, &family),
+            "80.1:chalmers\u{1}Chalmers"
+        );
+        assert_eq!(
+            lexeme(77, 0, Mark::Code, &code("12", Some("urn:x"))),
+            "77.0=12\u{1}urn:x"
+        );
+        assert_eq!(code("male", None), "male\u{1}");
         assert_eq!(sound(80, "c456"), "80~c456");
-        assert_eq!(system_code(None, "male"), "|male");
-        assert_eq!(of_type(Some("http://t"), "MR", "12"), "http://t|MR|12");
+        assert_eq!(of_type("MR", "12", None), "MR\u{1}12\u{1}");
         assert_eq!(prefix(80, 2, Mark::Normalized, "pet"), "80.2:pet");
     }
 
@@ -262,11 +271,10 @@ mod tests {
         let b = lexeme(1, 0, Mark::Code, &format!("{long}x"));
         assert_ne!(a, b, "equality stays exact");
         assert!(a.len() <= MAX_VALUE + 8, "{}", a.len());
-        let cut = prefix(1, 0, Mark::Code, &long);
-        assert!(
-            a.starts_with(&cut),
-            "the prefix of a long value is its head"
-        );
+        assert!(a.starts_with(&prefix(1, 0, Mark::Code, &long)));
+        // A prefix a little shorter than the limit still finds a value cut.
+        let near = &long[..MAX_VALUE - 10];
+        assert!(a.starts_with(&prefix(1, 0, Mark::Code, near)));
         assert_eq!(lexeme(1, 0, Mark::Code, "short"), "1.0=short");
     }
 
@@ -305,7 +313,7 @@ mod tests {
         assert!(push_entry(&mut out, 7, &entry));
         assert_eq!(
             out,
-            ["7.0=12", "7.0|urn:s|12", "7.0#urn:t|MR|12", "7.0#|MR|12"]
+            ["7.0=12\u{1}urn:s", "7.0@urn:s", "7.0#MR\u{1}12\u{1}urn:t"]
         );
     }
 }
