@@ -77,6 +77,41 @@ impl Part {
         Part::Other,
     ];
 
+    /// The parts the values of an element of FHIR type `type_name` are indexed as: the
+    /// elements of a HumanName or an Address, a ContactPoint's systems (or none), else the
+    /// whole value.
+    pub fn of_type(type_name: &str) -> &'static [Part] {
+        match type_name {
+            "HumanName" => &[
+                Part::Family,
+                Part::Given,
+                Part::Prefix,
+                Part::Suffix,
+                Part::Text,
+            ],
+            "Address" => &[
+                Part::Text,
+                Part::Line,
+                Part::City,
+                Part::District,
+                Part::State,
+                Part::PostalCode,
+                Part::Country,
+            ],
+            "ContactPoint" => &[
+                Part::Whole,
+                Part::Phone,
+                Part::Fax,
+                Part::Email,
+                Part::Pager,
+                Part::Url,
+                Part::Sms,
+                Part::Other,
+            ],
+            _ => &[Part::Whole],
+        }
+    }
+
     /// The number the index rows hold.
     pub fn code(self) -> i16 {
         self as i16

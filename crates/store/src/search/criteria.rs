@@ -116,18 +116,10 @@ impl Terms {
                 id: id(owner),
                 parts: None,
             },
-            None => {
-                let token = param.kind() == SearchParamType::Token;
-                let parts = Part::ALL
-                    .iter()
-                    .filter(|part| *part == &Part::Whole || is_contact(**part) == token)
-                    .map(|part| part.code())
-                    .collect();
-                Terms {
-                    id: id(param.code()),
-                    parts: Some(parts),
-                }
-            }
+            None => Terms {
+                id: id(param.code()),
+                parts: Some(parts_of(param)),
+            },
         }
     }
 
@@ -172,13 +164,22 @@ impl Terms {
     }
 }
 
-/// A part of a contact point (the values of token parameters); the others are of names and
-/// addresses (string parameters).
-fn is_contact(part: Part) -> bool {
-    matches!(
-        part,
-        Part::Phone | Part::Fax | Part::Email | Part::Pager | Part::Url | Part::Sms | Part::Other
-    )
+/// The parts a parameter's values can be of: those of the types its expression selects, or
+/// when they are not known, every part a string (whole, name and address parts) or a token
+/// (whole, contact point systems) can have.
+fn parts_of(param: &SearchParameter) -> Vec<i16> {
+    let types: Vec<&str> = match param.element_types() {
+        Some(types) => types.iter().map(String::as_str).collect(),
+        None if param.kind() == SearchParamType::Token => vec!["ContactPoint"],
+        None => vec!["HumanName", "Address", "string"],
+    };
+    let mut parts: Vec<i16> = types
+        .into_iter()
+        .flat_map(|t| Part::of_type(t).iter().map(|part| part.code()))
+        .collect();
+    parts.sort_unstable();
+    parts.dedup();
+    parts
 }
 
 /// Writes ` and <condition>` for each criterion on the resource row `alias` of `rtype`.
