@@ -844,3 +844,65 @@ async fn parameter_ids_are_stable(pool: PgPool) {
     assert!(!first.iter().any(|(_, _, c)| c == "_lastUpdated"));
     assert_eq!(ids(pool).await, first);
 }
+
+/// The ids a search of Patients finds.
+async fn found(store: &Store, query: &str) -> Vec<String> {
+    let page = store
+        .search(&support::search(Some(ResourceType::Patient), query))
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    page.matches.iter().map(|m| m.id.clone()).collect()
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_resource_with_very_many_values_is_searched_across_its_rows(pool: PgPool) {
+    let store = unchecked(&pool);
+    // About 1.7 MB of lexemes (each name normalized and as written): more than one
+    // tsvector holds.
+    let given: Vec<String> = (0..1_500)
+        .map(|n| format!("Name{n:04}{}", "x".repeat(500)))
+        .collect();
+    let many = json!({"resourceType": "Patient", "active": true,
+        "name": [{"family": "Zyzzyva", "given": given}]});
+    put(&store, ResourceType::Patient, "many", many).await;
+    put(&store, ResourceType::Patient, "other", named("Smith")).await;
+    let rows: i64 = sqlx::query_scalar(
+        "select count(*) from search_terms t join resources r on r.key = t.res_key
+         where r.id = 'many'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(rows >= 3, "{rows} rows");
+
+    for query in [
+        "given=name0000",
+        "given=name1499",
+        "given:exact=Name0750xxx",
+        "family=zyz",
+        "active=true&given=name1499",
+        "phonetic=Zyzzyva&given=name0001",
+    ] {
+        let expected: &[&str] = if query.contains(":exact") {
+            &[]
+        } else {
+            &["many"]
+        };
+        assert_eq!(found(&store, query).await, expected, "{query}");
+    }
+    let exact = format!("given:exact=Name0750{}", "x".repeat(500));
+    assert_eq!(found(&store, &exact).await, ["many"]);
+    assert_eq!(
+        found(&store, "given:missing=false&family=zyz").await,
+        ["many"]
+    );
+    assert_eq!(found(&store, "given:missing=true").await, ["other"]);
+    assert_eq!(found(&store, "active:not=true").await, ["other"]);
+    // An update to a few values rewrites the rows; a delete removes them all.
+    put(&store, ResourceType::Patient, "many", named("Alpha")).await;
+    assert!(found(&store, "given=name1499").await.is_empty());
+    assert_eq!(found(&store, "family=alpha").await, ["many"]);
+    let deleted = store.delete(ResourceType::Patient, &id("many")).await;
+    assert!(matches!(deleted, Ok(Some(_))), "{deleted:?}");
+    assert!(rows_of(&pool, "Patient/many").await.is_empty());
+}
