@@ -23,8 +23,9 @@ use std::fmt::Write as _;
 use fhir_core::search::{IndexEntry, IndexValue, TokenValue};
 use sha2::{Digest, Sha256};
 
-/// Bytes of a value kept as they are (PostgreSQL's lexemes hold at most 2,046 bytes).
-pub(crate) const MAX_VALUE: usize = 1000;
+/// Bytes of a value kept as they are (PostgreSQL's lexemes hold at most 2,046 bytes, the
+/// parameter, part and mark included).
+pub(crate) const MAX_VALUE: usize = 2000;
 
 /// Bytes of a longer value kept before its digest: what a prefix is compared on at most.
 const KEPT: usize = MAX_VALUE - 33;
@@ -266,7 +267,7 @@ mod tests {
 
     #[test]
     fn long_values_are_cut_and_keep_a_digest() {
-        let long = "é".repeat(600);
+        let long = "é".repeat(1_200);
         let a = lexeme(1, 0, Mark::Code, &long);
         let b = lexeme(1, 0, Mark::Code, &format!("{long}x"));
         assert_ne!(a, b, "equality stays exact");
