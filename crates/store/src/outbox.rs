@@ -18,9 +18,9 @@ pub const OUTBOX_CHANNEL: &str = "fhir_outbox";
 /// write's transaction: a `NOTIFY` takes a database-wide lock at its transaction's commit
 /// and holds it until the commit is flushed, so that writes notifying in their own
 /// transactions commit one at a time (a plain insert: 13,700 commits/s at 8 clients
-/// without, 5,600 with). Commits announced while an announcement is under way share the
-/// next one. An announcement lost with its process costs a relay one poll interval; the
-/// events themselves are in the outbox.
+/// without, 5,600 with). Commits announced while an announcement is under way, or in the
+/// [`ANNOUNCE_INTERVAL`] after it, share the next one. An announcement lost with its
+/// process costs a relay one poll interval; the events themselves are in the outbox.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Announcer {
     /// Set at the first announcement (it needs a runtime to run on).
@@ -40,8 +40,14 @@ impl Announcer {
     }
 }
 
-/// Sends one `NOTIFY` per announcement asked for, until every store handle is gone, on a
-/// connection of its own: one round trip each, where a pooled one adds a ping when taken
+/// The least time between two announcements. Each is a transaction of its own, which costs
+/// the server and PostgreSQL about as much as a tenth of a create: sent for every commit,
+/// they took 7 to 23 % of the creates a second at 8 clients (`bench/run`'s create, with
+/// and without announcements). A relay hears of a commit this much later at most.
+const ANNOUNCE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Sends one `NOTIFY` per announcement asked for, at most one per [`ANNOUNCE_INTERVAL`],
+/// until every store handle is gone, on a connection of its own: one round trip each, where a pooled one adds a ping when taken
 /// and another when given back. Its commit does not wait for the disk: a notification lost
 /// in a crash, or to a connection that failed (it is opened again for the next one), is
 /// made up for by the relays' polling.
@@ -67,6 +73,7 @@ async fn announce(options: PgConnectOptions, mut pending: mpsc::Receiver<()>) {
             tracing::debug!(%error, "committed events not announced; the relays will poll");
             connection = None;
         }
+        tokio::time::sleep(ANNOUNCE_INTERVAL).await;
     }
 }
 
