@@ -1,6 +1,7 @@
 //! Search criteria as SQL: each [`Condition`] on a resource row becomes a condition over the
 //! typed index tables (see `migrations/20261128000002_search_index.sql` and
-//! docs/search.md, "Queries").
+//! docs/search.md, "Queries"), or for strings and tokens over the lexemes of `search_terms`
+//! (a `tsquery`, [`Terms`]).
 //!
 //! A positive test is `alias.key in (select x.res_key from <table> x where x.param = <id>
 //! and <values>)`: uncorrelated, so the planner may start from the index (a selective value)
