@@ -326,6 +326,21 @@ async fn long_values_are_cut_and_stay_distinct(pool: PgPool) {
     assert!(longest <= 2_046, "{longest}");
     // Values alike in their first two thousand bytes are still two values.
     assert_eq!(identifiers, 2);
+
+    // Searches with values longer than a lexeme: equality exact, a long prefix found.
+    let query = format!("identifier=urn:x|{value}");
+    assert_eq!(found(&store, &query).await, ["long"]);
+    let prefix = "é".repeat(3_000);
+    assert_eq!(found(&store, &format!("family={prefix}")).await, ["long"]);
+    assert_eq!(
+        found(&store, &format!("family:exact={family}")).await,
+        ["long"]
+    );
+    assert!(
+        found(&store, &format!("family:exact={family}x"))
+            .await
+            .is_empty()
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

@@ -371,9 +371,12 @@ fn write_test(
             "{alias}.key in (select {x}.res_key from {table} {x} where {of} and ("
         ));
     };
-    let terms = Terms::of(sql.ids, rtype, param);
+    // Only string and token tests look at lexemes.
+    let ids = sql.ids;
+    let terms = || Terms::of(ids, rtype, param);
     match test {
         Test::Missing(missing) if is_term(param.kind()) => {
+            let terms = terms();
             let mut query = AnyOf::default();
             for mark in [Mark::Normalized, Mark::Code] {
                 for start in terms.starts(mark).0 {
@@ -386,8 +389,9 @@ fn write_test(
         Test::String {
             matching: StringMatch::Contains,
             values,
-        } => contains(sql, alias, &terms, values),
+        } => contains(sql, alias, &terms(), values),
         Test::String { matching, values } => {
+            let terms = terms();
             let mut query = AnyOf::default();
             for value in values {
                 if *matching == StringMatch::Exact {
@@ -400,6 +404,7 @@ fn write_test(
             terms_match(sql, alias, query, true);
         }
         Test::TokenText(values) => {
+            let terms = terms();
             let mut query = AnyOf::default();
             for value in values {
                 terms.prefixes(&mut query, Mark::Normalized, value);
@@ -407,6 +412,7 @@ fn write_test(
             terms_match(sql, alias, query, true);
         }
         Test::Phonetic(values) => {
+            let terms = terms();
             // Every code of one value among the resource's codes: a condition per code (a
             // resource's lexemes may be in several rows).
             sql.push("(false");
@@ -423,6 +429,7 @@ fn write_test(
             sql.push(")");
         }
         Test::Token { negated, values } => {
+            let terms = terms();
             let mut query = AnyOf::default();
             for value in values {
                 token_lexemes(&terms, &mut query, value);
@@ -430,6 +437,7 @@ fn write_test(
             terms_match(sql, alias, query, !negated);
         }
         Test::OfType(values) => {
+            let terms = terms();
             let mut query = AnyOf::default();
             for value in values {
                 let system = value.type_system.as_deref();

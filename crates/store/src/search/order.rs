@@ -35,7 +35,6 @@ pub(super) fn sort_value(
         _ => {}
     }
     let pick = if key.descending { "max" } else { "min" };
-    let of = sql.param_rows(rtype, param, "x");
     let (table, value, cast) = match param.kind() {
         SearchParamType::String => {
             return (lexeme_value(sql, rtype, key, Mark::Normalized), "text");
@@ -55,6 +54,7 @@ pub(super) fn sort_value(
             ("search_composite", "components::text", "text")
         }
     };
+    let of = sql.param_rows(rtype, param, "x");
     // The value is over the columns of the one table in the subquery: they need no alias.
     (
         format!("(select {pick}({value}) from {table} x where x.res_key = r.key and {of})"),

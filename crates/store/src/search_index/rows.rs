@@ -499,16 +499,13 @@ impl<'v> IndexRows<'v> {
     /// Adds the row of `entry`, a value of parameter `param` of resource `key` (its
     /// position with [`Keys::Placed`], unused with [`Keys::Cur`]), to its table.
     pub(crate) fn push(&mut self, key: i64, param: i32, entry: &'v IndexEntry<'_>) {
-        let mut lexemes = Vec::new();
-        if terms::push_entry(&mut lexemes, param, entry) {
-            self.terms
-                .lexemes
-                .extend(lexemes.into_iter().map(|lexeme| (key, lexeme)));
-            return;
-        }
         match &entry.value {
-            // Strings and tokens are lexemes (above).
-            IndexValue::String(_) | IndexValue::Token(_) => {}
+            IndexValue::String(_) | IndexValue::Token(_) => {
+                let mut lexemes = Vec::new();
+                terms::push_entry(&mut lexemes, param, entry);
+                let lexemes = lexemes.into_iter().map(|lexeme| (key, lexeme));
+                self.terms.lexemes.extend(lexemes);
+            }
             IndexValue::Date(range) => self.push_date(key, param, range),
             IndexValue::Reference(reference) => self.push_reference(key, param, reference),
             IndexValue::Quantity(quantity) => self.push_quantity(key, param, quantity),

@@ -132,9 +132,9 @@ pub(crate) fn of_type(type_code: &str, value: &str, type_system: Option<&str>) -
     format!("{type_code}{SEP}{value}{SEP}{}", type_system.unwrap_or(""))
 }
 
-/// Adds the lexemes of `entry`, a value of parameter `param`, to `out`; false when the
-/// value is not a string or a token (it has a table of its own).
-pub(crate) fn push_entry(out: &mut Vec<String>, param: i32, entry: &IndexEntry<'_>) -> bool {
+/// Adds the lexemes of `entry`, a value of parameter `param`, to `out`: none unless the
+/// value is a string or a token (the others have tables of their own).
+pub(crate) fn push_entry(out: &mut Vec<String>, param: i32, entry: &IndexEntry<'_>) {
     let part = entry.part.code();
     match &entry.value {
         IndexValue::String(value) => {
@@ -160,9 +160,8 @@ pub(crate) fn push_entry(out: &mut Vec<String>, param: i32, entry: &IndexEntry<'
             let typed = of_type(type_code, value, type_system.as_deref());
             out.push(lexeme(param, part, Mark::OfType, &typed));
         }
-        _ => return false,
+        _ => {}
     }
-    true
 }
 
 fn push_code(out: &mut Vec<String>, param: i32, part: i16, system: Option<&str>, value: &str) {
@@ -311,7 +310,7 @@ mod tests {
             part: Part::Whole,
         };
         let mut out = Vec::new();
-        assert!(push_entry(&mut out, 7, &entry));
+        push_entry(&mut out, 7, &entry);
         assert_eq!(
             out,
             ["7.0=12\u{1}urn:s", "7.0@urn:s", "7.0#MR\u{1}12\u{1}urn:t"]
