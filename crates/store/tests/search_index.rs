@@ -304,6 +304,31 @@ async fn numbers_uris_and_composites_have_their_tables(pool: PgPool) {
     assert!(!all.iter().any(|r| r.starts_with("Patient/s1 birth-order")));
 }
 
+/// The lexemes are sent in PostgreSQL's binary format: quotes, backslashes, spaces, colons
+/// and accents arrive as written, and are found.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn lexemes_arrive_as_written(pool: PgPool) {
+    let store = unchecked(&pool);
+    let family = "O'Brien \\ Dü:Pont*";
+    let resource = json!({"resourceType": "Patient", "name": [{"family": family}],
+        "identifier": [{"system": "urn:a b", "value": "x'\\y"}]});
+    put(&store, ResourceType::Patient, "q", resource).await;
+    assert_has(
+        &rows(&pool).await,
+        &[
+            "Patient/q family term :o'brien \\ du:pont*¦O'Brien \\ Dü:Pont*",
+            "Patient/q identifier term =x'\\y¦urn:a b",
+            "Patient/q identifier term @urn:a b",
+        ],
+    );
+    assert_eq!(
+        found(&store, "family:exact=O'Brien \\ Dü:Pont*").await,
+        ["q"]
+    );
+    assert_eq!(found(&store, "family=o'brien \\ du").await, ["q"]);
+    assert_eq!(found(&store, "identifier=urn:a b|x'\\y").await, ["q"]);
+}
+
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn long_values_are_cut_and_stay_distinct(pool: PgPool) {
     let store = unchecked(&pool);

@@ -414,7 +414,7 @@ struct TermRows {
 
 impl TermRows {
     /// The rows: resource keys and their `tsvector`s, one or more per resource.
-    fn rows(mut self) -> (Vec<i64>, Vec<String>) {
+    fn rows(mut self) -> (Vec<i64>, Vec<terms::TsVector>) {
         self.lexemes.sort_by_key(|(key, _)| *key);
         let mut keys = Vec::new();
         let mut terms = Vec::new();

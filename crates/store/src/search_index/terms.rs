@@ -22,6 +22,9 @@ use std::fmt::Write as _;
 
 use fhir_core::search::{IndexEntry, IndexValue, TokenValue};
 use sha2::{Digest, Sha256};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo};
 
 /// Bytes of a value kept as they are (PostgreSQL's lexemes hold at most 2,046 bytes, the
 /// parameter, part and mark included).
@@ -171,30 +174,75 @@ fn push_code(out: &mut Vec<String>, param: i32, part: i16, system: Option<&str>,
     }
 }
 
-/// The `tsvector`s (in PostgreSQL's input syntax) that hold `lexemes`: one, or more when
-/// they are too many for one.
-pub(crate) fn tsvectors(mut lexemes: Vec<String>) -> Vec<String> {
+/// The `tsvector`s that hold `lexemes`: one, or more when they are too many for one.
+pub(crate) fn tsvectors(mut lexemes: Vec<String>) -> Vec<TsVector> {
     lexemes.sort_unstable();
     lexemes.dedup();
     let mut rows = Vec::new();
-    let mut row = String::new();
-    for lexeme in &lexemes {
-        if !row.is_empty() && row.len() + lexeme.len() > MAX_ROW {
-            rows.push(std::mem::take(&mut row));
+    let mut row = Vec::new();
+    let mut bytes = 0;
+    for lexeme in lexemes {
+        if !row.is_empty() && bytes + lexeme.len() > MAX_ROW {
+            rows.push(TsVector(std::mem::take(&mut row)));
+            bytes = 0;
         }
-        if !row.is_empty() {
-            row.push(' ');
-        }
-        quote(&mut row, lexeme);
+        bytes += lexeme.len();
+        row.push(lexeme);
     }
     if !row.is_empty() {
-        rows.push(row);
+        rows.push(TsVector(row));
     }
     rows
 }
 
-/// `lexeme` quoted for a `tsvector` or `tsquery`: in single quotes, a quote doubled and a
-/// backslash escaped.
+/// A `tsvector` of lexemes without positions, sent in PostgreSQL's binary format (what
+/// `tsvectorrecv` reads: the count, then each lexeme ending in a zero byte and its number
+/// of positions), so that the server neither unquotes nor parses it. The lexemes are in
+/// byte order without duplicates, the order PostgreSQL keeps them in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TsVector(Vec<String>);
+
+impl TsVector {
+    #[cfg(test)]
+    pub(crate) fn lexemes(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for TsVector {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_name("tsvector")
+    }
+}
+
+impl PgHasArrayType for TsVector {
+    fn array_type_info() -> PgTypeInfo {
+        PgTypeInfo::with_name("_tsvector")
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for TsVector {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        buf.extend_from_slice(&i32::try_from(self.0.len())?.to_be_bytes());
+        for lexeme in &self.0 {
+            // Validation refuses control characters in strings: a zero byte would end
+            // the lexeme early.
+            if lexeme.contains('\0') {
+                return Err("a lexeme holds a zero byte".into());
+            }
+            buf.extend_from_slice(lexeme.as_bytes());
+            buf.extend_from_slice(&[0, 0, 0]);
+        }
+        Ok(IsNull::No)
+    }
+
+    fn size_hint(&self) -> usize {
+        4 + self.0.iter().map(|lexeme| lexeme.len() + 3).sum::<usize>()
+    }
+}
+
+/// `lexeme` quoted for a `tsquery`: in single quotes, a quote doubled and a backslash
+/// escaped.
 fn quote(out: &mut String, lexeme: &str) {
     out.push('\'');
     for c in lexeme.chars() {
@@ -280,11 +328,36 @@ mod tests {
 
     #[test]
     fn quoting_doubles_quotes_and_escapes_backslashes() {
-        let rows = tsvectors(vec!["b\\c".into(), "o'brien".into(), "b\\c".into()]);
-        assert_eq!(rows, ["'b\\\\c' 'o''brien'"]);
         let mut query = AnyOf::default();
-        query.prefix("80.1:o'b").lexeme("x");
-        assert_eq!(query.into_text(), "'80.1:o''b':* | 'x'");
+        query.prefix("80.1:o'b\\c").lexeme("x");
+        assert_eq!(query.into_text(), "'80.1:o''b\\\\c':* | 'x'");
+    }
+
+    #[test]
+    fn a_tsvector_is_sent_sorted_without_duplicates_in_the_binary_format() {
+        let rows = tsvectors(vec![
+            "b\\c".into(),
+            "o'brien".into(),
+            "b\\c".into(),
+            "a".into(),
+        ]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].lexemes(), ["a", "b\\c", "o'brien"]);
+        let mut buf = PgArgumentBuffer::default();
+        let encoded = sqlx::Encode::<sqlx::Postgres>::encode_by_ref(&rows[0], &mut buf);
+        assert!(matches!(encoded, Ok(IsNull::No)));
+        let mut expected = vec![0, 0, 0, 3];
+        for lexeme in ["a", "b\\c", "o'brien"] {
+            expected.extend_from_slice(lexeme.as_bytes());
+            expected.extend_from_slice(&[0, 0, 0]);
+        }
+        assert_eq!(&buf[..], &expected[..]);
+        assert_eq!(
+            sqlx::Encode::<sqlx::Postgres>::size_hint(&rows[0]),
+            expected.len()
+        );
+        let zero = TsVector(vec!["a\0b".into()]);
+        assert!(sqlx::Encode::<sqlx::Postgres>::encode_by_ref(&zero, &mut buf).is_err());
     }
 
     #[test]
@@ -292,7 +365,14 @@ mod tests {
         let lexemes: Vec<String> = (0..2000).map(|n| format!("{n:0>600}")).collect();
         let rows = tsvectors(lexemes);
         assert_eq!(rows.len(), 3);
-        assert!(rows.iter().all(|row| row.len() <= MAX_ROW + 700));
+        assert!(
+            rows.iter()
+                .all(|row| row.lexemes().iter().map(String::len).sum::<usize>() <= MAX_ROW)
+        );
+        assert_eq!(
+            rows.iter().map(|row| row.lexemes().len()).sum::<usize>(),
+            2000
+        );
         assert!(tsvectors(Vec::new()).is_empty());
     }
 
