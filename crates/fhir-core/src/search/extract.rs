@@ -241,12 +241,16 @@ impl Registry {
     }
 }
 
+/// Values of one parameter compared one by one for duplicates; more go through a set.
+const FEW_VALUES: usize = 16;
+
 /// The values of one parameter, each once per part, in the order found.
 struct Values<'o> {
     options: IndexOptions<'o>,
     /// The system of the `code` elements the parameter selects (their required binding's).
     implied_system: Option<&'static str>,
     values: Vec<(IndexValue, Part)>,
+    /// The values, once there are more than [`FEW_VALUES`].
     seen: HashSet<(IndexValue, Part)>,
     /// Whether string values carry their phonetic codes ([`StringValue::sound`]).
     sounds: bool,
@@ -271,7 +275,16 @@ impl<'o> Values<'o> {
 
     fn push_part(&mut self, value: IndexValue, part: Part) {
         let entry = (value, part);
-        if self.seen.insert(entry.clone()) {
+        // A few values are compared one by one; a set is built once there are more.
+        let new = if self.values.len() < FEW_VALUES {
+            !self.values.contains(&entry)
+        } else {
+            if self.seen.is_empty() {
+                self.seen.extend(self.values.iter().cloned());
+            }
+            self.seen.insert(entry.clone())
+        };
+        if new {
             self.values.push(entry);
         }
     }
@@ -674,7 +687,7 @@ fn string_value(text: &str) -> StringValue {
 /// The FHIR type of an item: its declared type, else what its JSON shape says.
 fn type_of<'a>(item: &Item<'a>) -> Option<&'a str> {
     match item {
-        Item::Node(node) => node.type_name().or(match node.value() {
+        Item::Node(node) => node.type_name().or_else(|| match node.value() {
             Value::Bool(_) => Some("boolean"),
             Value::Number(_) => Some("decimal"),
             Value::String(_) => Some("string"),

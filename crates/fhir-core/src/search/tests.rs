@@ -1148,3 +1148,19 @@ fn resources_without_a_type_have_no_values() {
         assert!(index.entries.is_empty() && index.issues.is_empty());
     }
 }
+
+/// Each value is kept once, in the order found, also when there are many.
+#[test]
+fn repeated_values_are_kept_once_in_order() {
+    for n in [3, 16, 17, 100] {
+        let identifiers: Vec<Value> = (0..n)
+            .flat_map(|i| {
+                let one = json!({"system": "urn:x", "value": format!("{i}")});
+                [one.clone(), one]
+            })
+            .collect();
+        let index = index_of(&json!({"resourceType": "Patient", "identifier": identifiers}));
+        let expected: Vec<String> = (0..n).map(|i| format!("urn:x|{i}")).collect();
+        assert_eq!(values(&index, "identifier"), expected, "{n}");
+    }
+}

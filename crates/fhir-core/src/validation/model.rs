@@ -23,7 +23,7 @@ pub(super) const MAX_ELEMENTS: usize = 64;
 pub(super) struct Schema {
     pub(super) structs: Vec<Struct>,
     /// Concrete (non-abstract) resource types by name.
-    resources: HashMap<Box<str>, ResourceType>,
+    resources: HashMap<Box<str>, ResourceType, BuildHasherDefault<Fnv>>,
     pub(super) code_sets: Vec<CodeSet>,
 }
 
@@ -206,7 +206,7 @@ pub(super) fn build() -> Result<Schema, String> {
         builder.types.insert(id, TypeInfo { kind, root });
     }
 
-    let mut resources = HashMap::new();
+    let mut resources = HashMap::default();
     for sd in &sds {
         let id = str_at(sd, "id")?;
         let info = &builder.types[id];
