@@ -6,7 +6,7 @@
 //! ([`accounts`]) creates the billing Account of every new Patient (see
 //! `docs/analytics.md`).
 //!
-//! The binary is thin: [`Command::parse`], [`Config::from_env`], [`telemetry::init`], then
+//! The binary is thin: [`Command::parse`], [`Config::from_env`], [`logging::init`], then
 //! [`run`], [`rebuild()`] or [`reports()`].
 
 pub mod accounts;
@@ -18,7 +18,6 @@ pub mod prune;
 pub mod rebuild;
 pub mod reports;
 pub mod step;
-pub mod telemetry;
 pub mod worker;
 
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use analytics_worker::{Command, Config, USAGE, rebuild, reports, run, stop_on_signal, telemetry};
+use analytics_worker::{Command, Config, USAGE, rebuild, reports, run, stop_on_signal};
 
 /// mimalloc, as the server: decoding an event allocates and frees many small values (the
 /// envelope's JSON tree), where the system allocator took an eighth of the worker's time.
@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     };
     let config = Config::from_env()?;
-    telemetry::init(config.log_json);
+    logging::init(config.log_json);
     match command {
         Command::Help => println!("{USAGE}"),
         Command::Consume => {

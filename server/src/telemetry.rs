@@ -3,25 +3,9 @@
 
 use axum::extract::MatchedPath;
 use axum::http::Request;
-use std::io::IsTerminal as _;
 use tracing::Span;
 
-use tracing_subscriber::EnvFilter;
-
-/// Installs the global subscriber: `RUST_LOG` filters (default `info`), text or JSON lines,
-/// coloured only on a terminal (a log file or collector gets plain text).
-pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
-    // A second init (tests) keeps the first subscriber.
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
-}
+pub use logging::init;
 
 /// The span of one request: method, matched route, request id, and the caller (client,
 /// subject, patient in context: ids, never patient data).
