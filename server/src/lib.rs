@@ -26,7 +26,7 @@ use fhir_core::{Issue, IssueCode};
 use store::Store;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 use tower_http::map_response_body::MapResponseBodyLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -79,13 +79,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods(Any)
-                .allow_headers(Any)
-                .expose_headers([header::ETAG, header::LOCATION, header::LAST_MODIFIED]),
-        )
+        .layer(cors())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             shed_load,
@@ -98,6 +92,34 @@ pub fn router(state: AppState) -> Router {
     app.route("/health", get(|| async { "ok" }))
         .layer(layers)
         .with_state(state)
+}
+
+/// How long a browser may reuse a preflight's answer.
+const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Cross-origin access for browser apps (SMART apps among them), which send their access
+/// token in `Authorization` and read the FHIR headers of the answers; see docs/rest.md.
+///
+/// Any origin, any method. The headers a preflight asks for are allowed by naming them back:
+/// the wildcard `*` does not cover `Authorization`. The answer to any other request is the
+/// same whatever the request's origin, so it carries no `Vary` (an OPTIONS answer is not
+/// stored by HTTP caches, and a browser keys its preflight cache itself).
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::CONTENT_LOCATION,
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            HeaderName::from_static("x-progress"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(PREFLIGHT_MAX_AGE)
+        .vary([])
 }
 
 /// Answers 503 at once when `FHIR_MAX_REQUESTS_IN_FLIGHT` requests are being answered:

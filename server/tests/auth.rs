@@ -524,3 +524,99 @@ async fn chains_and_has_are_searches_of_their_types(pool: PgPool) {
         assert_eq!(ids(&answer.body, "match"), expected, "{path}");
     }
 }
+
+/// A request of a browser app on another origin, with `headers` besides `Origin`.
+async fn from_browser(app: &Router, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(format!("/fhir/{path}"))
+        .header(header::ORIGIN, "https://app.example");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = app
+        .clone()
+        .oneshot(builder.body(Body::empty()).unwrap())
+        .await
+        .unwrap_or_else(|e| match e {});
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+fn header_text<'a>(answer: &'a Answer, name: &str) -> &'a str {
+    answer
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// A SMART app in a browser on another origin: its preflight for a write with a bearer token
+/// is allowed (the `*` wildcard would not cover `Authorization`: the headers asked for are
+/// named back), without a token and before any check of one; its requests' answers, refusals
+/// included, can be read, with the FHIR headers it needs.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn browser_apps_on_other_origins_may_call_with_their_tokens(pool: PgPool) {
+    let app = app(pool);
+    let preflight = from_browser(
+        &app,
+        "OPTIONS",
+        "Patient/p1",
+        &[
+            ("access-control-request-method", "PUT"),
+            (
+                "access-control-request-headers",
+                "authorization,content-type,if-match",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(preflight.status, StatusCode::OK);
+    assert_eq!(header_text(&preflight, "access-control-allow-origin"), "*");
+    assert_eq!(header_text(&preflight, "access-control-allow-methods"), "*");
+    assert_eq!(
+        header_text(&preflight, "access-control-allow-headers"),
+        "authorization,content-type,if-match"
+    );
+    assert_eq!(header_text(&preflight, "access-control-max-age"), "600");
+
+    let token = token("system/*.cruds", None);
+    let body = json!({"resourceType": "Patient", "id": "p1"});
+    let written = call(&app, "PUT", "Patient/p1", Some(&token), Some(&body)).await;
+    assert_eq!(written.status, StatusCode::CREATED);
+    let bearer = format!("Bearer {token}");
+    let read = from_browser(&app, "GET", "Patient/p1", &[("authorization", &bearer)]).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body["id"], "p1");
+    assert_eq!(header_text(&read, "access-control-allow-origin"), "*");
+    let exposed = header_text(&read, "access-control-expose-headers");
+    for name in [
+        "etag",
+        "location",
+        "content-location",
+        "x-progress",
+        "www-authenticate",
+    ] {
+        assert!(
+            exposed.split(',').any(|e| e.trim() == name),
+            "{name}: {exposed}"
+        );
+    }
+    // The answer is the same for every origin.
+    assert!(
+        read.headers.get(header::VARY).is_none(),
+        "{:?}",
+        read.headers
+    );
+
+    let refused = from_browser(&app, "GET", "Patient/p1", &[]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(header_text(&refused, "access-control-allow-origin"), "*");
+    assert!(refused.headers.contains_key(header::WWW_AUTHENTICATE));
+}
