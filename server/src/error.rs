@@ -23,6 +23,14 @@
 //! | `Internal`           | 500    | exception (details logged, never sent) |
 //!
 //! Diagnostics never repeat request content: it may be patient data.
+//!
+//! What is logged: an `Internal` error with its details (ERROR); the `Busy` answers as one
+//! WARN line per [`BUSY_LOG_INTERVAL`] at most, with how many there were (under overload, a
+//! line per refused request would cost CPU when it is shortest and flood the log).
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -169,8 +177,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(error = %detail, "request failed");
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
+            ApiError::Busy => {
+                if let Some(count) = BUSY_ANSWERS.count(process_millis()) {
+                    tracing::warn!(
+                        answered_503 = count,
+                        since_s = BUSY_LOG_INTERVAL.as_secs(),
+                        "busy: requests refused (too many in flight, or no database connection came free)"
+                    );
+                }
+            }
+            _ => {}
         }
         let status = self.status();
         let retry = matches!(
@@ -191,6 +209,57 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// At most one log line about `Busy` answers per this interval.
+pub const BUSY_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+static BUSY_ANSWERS: Throttled = Throttled::new(BUSY_LOG_INTERVAL);
+
+/// Milliseconds since the first call (a clock for [`Throttled`]).
+fn process_millis() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let elapsed = START.get_or_init(Instant::now).elapsed();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Counts events and says when to report them: at the first one, then at most once per
+/// interval, with how many there were since the last report.
+struct Throttled {
+    interval_ms: u64,
+    count: AtomicU64,
+    /// When the last report was made (`NEVER`: no report yet).
+    reported_ms: AtomicU64,
+}
+
+const NEVER: u64 = u64::MAX;
+
+impl Throttled {
+    const fn new(interval: Duration) -> Self {
+        Throttled {
+            interval_ms: interval.as_millis() as u64,
+            count: AtomicU64::new(0),
+            reported_ms: AtomicU64::new(NEVER),
+        }
+    }
+
+    /// Counts an event at `now_ms`; the number to report, when a report is due.
+    fn count(&self, now_ms: u64) -> Option<u64> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let reported = self.reported_ms.load(Ordering::Relaxed);
+        let due = reported == NEVER || now_ms.saturating_sub(reported) >= self.interval_ms;
+        // One caller wins the report; the others' events are in its count or the next one.
+        if due
+            && self
+                .reported_ms
+                .compare_exchange(reported, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.count.swap(0, Ordering::Relaxed))
+        } else {
+            None
+        }
     }
 }
 
@@ -294,6 +363,18 @@ impl From<StoreError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_answers_are_reported_at_once_then_at_most_once_per_interval() {
+        let throttled = Throttled::new(Duration::from_secs(10));
+        assert_eq!(throttled.count(5), Some(1));
+        assert_eq!(throttled.count(6), None);
+        assert_eq!(throttled.count(10_004), None);
+        // Every event since the last report, this one included.
+        assert_eq!(throttled.count(10_005), Some(3));
+        assert_eq!(throttled.count(10_006), None);
+        assert_eq!(throttled.count(60_000), Some(2));
+    }
 
     #[test]
     fn an_exhausted_pool_is_a_503_to_retry() {

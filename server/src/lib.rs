@@ -64,12 +64,15 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(telemetry::request_span)
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                .on_failure(telemetry::on_failure),
         )
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(axum::middleware::map_response(outcome_for_bare_errors))
         .layer(MapResponseBodyLayer::new(Body::new))
         .layer(CatchPanicLayer::custom(|_| {
+            // Not the panic's message: it may quote the data the handler held.
+            tracing::error!("a request's handler panicked");
             outcome_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &[Issue::error(IssueCode::Exception, "internal server error")],
@@ -146,6 +149,10 @@ async fn outcome_for_bare_errors(response: Response) -> Response {
         s if s.is_server_error() => IssueCode::Exception,
         _ => IssueCode::Invalid,
     };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // The only bare 503: the request outlived REQUEST_TIMEOUT.
+        tracing::warn!(timeout_s = REQUEST_TIMEOUT.as_secs(), "request timed out");
+    }
     let reason = status.canonical_reason().unwrap_or("error");
     outcome_response(status, &[Issue::error(code, reason)]).into_response()
 }

@@ -1283,10 +1283,13 @@ async fn everything_survives_a_restart() {
 
 /// With `FHIR_MAX_REQUESTS_IN_FLIGHT=1`, a request that arrives while another is being
 /// answered is refused at once (503 with an OperationOutcome and `Retry-After`); once that
-/// one ends, requests are served again.
+/// one ends, requests are served again. The refusals are logged as one warning with their
+/// count, not a line (let alone an error) each.
 #[tokio::test]
 async fn a_request_past_the_in_flight_limit_is_refused_at_once() {
-    let server = TestServer::start_with_env(&[("FHIR_MAX_REQUESTS_IN_FLIGHT", "1")]).await;
+    let server =
+        TestServer::start_with_env(&[("FHIR_MAX_REQUESTS_IN_FLIGHT", "1"), ("RUST_LOG", "warn")])
+            .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut stalled = stalled_create(&server).await;
     let refused = loop {
@@ -1308,6 +1311,13 @@ async fn a_request_past_the_in_flight_limit_is_refused_at_once() {
         "{}",
         refused.describe()
     );
+    for _ in 0..10 {
+        let again = server.get("metadata").await;
+        assert_eq!(again.status, 503, "{}", again.describe());
+    }
+    let log = server.log_tail(usize::MAX);
+    assert_eq!(log.matches("busy: requests refused").count(), 1, "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
 
     drop(stalled);
     until(&server, 200).await;
