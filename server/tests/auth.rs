@@ -105,9 +105,14 @@ async fn call(
         }
         None => Body::empty(),
     };
+    answer(app, builder.body(body).unwrap()).await
+}
+
+/// `request` sent to `app`, and its answer.
+async fn answer(app: &Router, request: Request<Body>) -> Answer {
     let response = app
         .clone()
-        .oneshot(builder.body(body).unwrap())
+        .oneshot(request)
         .await
         .unwrap_or_else(|e| match e {});
     let status = response.status();
@@ -534,19 +539,7 @@ async fn from_browser(app: &Router, method: &str, path: &str, headers: &[(&str, 
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let response = app
-        .clone()
-        .oneshot(builder.body(Body::empty()).unwrap())
-        .await
-        .unwrap_or_else(|e| match e {});
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
+    answer(app, builder.body(Body::empty()).unwrap()).await
 }
 
 fn header_text<'a>(answer: &'a Answer, name: &str) -> &'a str {
