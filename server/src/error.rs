@@ -181,10 +181,11 @@ impl IntoResponse for ApiError {
             ApiError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
             ApiError::Busy => {
                 if let Some(count) = BUSY_ANSWERS.count(process_millis()) {
+                    // `answered_503`: since the previous line of this kind.
                     tracing::warn!(
                         answered_503 = count,
-                        since_s = BUSY_LOG_INTERVAL.as_secs(),
-                        "busy: requests refused (too many in flight, or no database connection came free)"
+                        "busy: requests answered 503 to retry (too many in flight, no database \
+                         connection free in time, or a deadlock broken); one line per 10 s at most"
                     );
                 }
             }

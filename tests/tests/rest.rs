@@ -1316,7 +1316,11 @@ async fn a_request_past_the_in_flight_limit_is_refused_at_once() {
         assert_eq!(again.status, 503, "{}", again.describe());
     }
     let log = server.log_tail(usize::MAX);
-    assert_eq!(log.matches("busy: requests refused").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("busy: requests answered 503").count(),
+        1,
+        "{log}"
+    );
     assert!(!log.contains("ERROR"), "{log}");
 
     drop(stalled);
