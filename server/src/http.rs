@@ -374,10 +374,21 @@ pub fn fhir_body(status: StatusCode, format: Format, json: String) -> Result<Res
         ),
     };
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::VARY, VARY_ACCEPT);
     Ok(response)
+}
+
+/// An answer in the format the request's `Accept` chose says so, so that an HTTP cache does
+/// not hand a JSON answer to a request for XML.
+const VARY_ACCEPT: HeaderValue = HeaderValue::from_static("accept");
+
+/// 304 Not Modified, with the `Vary` of the answer it stands for.
+pub fn not_modified_response() -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    response.headers_mut().insert(header::VARY, VARY_ACCEPT);
+    response
 }
 
 /// The answer to a write, shaped by `Prefer: return=`.

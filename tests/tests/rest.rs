@@ -622,6 +622,11 @@ async fn conditional_read_answers_304_when_unchanged() {
     assert_eq!(same.status, 304, "{}", same.describe());
     assert!(same.text.is_empty(), "304 has no body");
     assert_eq!(same.etag(), Some("W/\"1\""), "304 repeats the ETag");
+    assert_eq!(
+        same.header("vary"),
+        Some("accept"),
+        "304 repeats the answer's Vary"
+    );
 
     let other = server
         .get_with(&path, &[("if-none-match", "W/\"9\"")])
@@ -914,6 +919,8 @@ async fn xml_is_served_when_asked_for() {
         assert!(body.contains(&format!("value=\"{id}\"")), "{body}");
         assert!(body.contains("value=\"Xml\""), "{body}");
         assert!(body.trim_end().ends_with("</Patient>"), "{body}");
+        // The format follows `Accept`: a cache must not hand this answer to a JSON client.
+        assert_eq!(resp.header("vary"), Some("accept"), "{}", resp.describe());
     }
 }
 

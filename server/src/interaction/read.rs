@@ -2,15 +2,17 @@
 //! http://hl7.org/fhir/R4/http.html#read
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 
 use smart::Interaction;
 
 use crate::auth::Principal;
 use crate::auth::access::{permits_text, require};
 use crate::error::ApiError;
-use crate::http::{InstancePath, Negotiated, not_modified, with_version_headers};
+use crate::http::{
+    InstancePath, Negotiated, not_modified, not_modified_response, with_version_headers,
+};
 use crate::interaction::stored_body;
 use crate::state::AppState;
 
@@ -38,7 +40,7 @@ pub async fn read(
         return Err(not_found());
     }
     let response = if not_modified(&headers, current.version, current.last_updated) {
-        StatusCode::NOT_MODIFIED.into_response()
+        not_modified_response()
     } else {
         stored_body(format, content)?
     };
