@@ -105,8 +105,8 @@ const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 ///
 /// Any origin, any method. The headers a preflight asks for are allowed by naming them back:
 /// the wildcard `*` does not cover `Authorization`. The answer to any other request is the
-/// same whatever the request's origin, so CORS adds nothing to `Vary` (an OPTIONS answer is not
-/// stored by HTTP caches, and a browser keys its preflight cache itself).
+/// same whatever the request's origin, so CORS adds nothing to `Vary` (an OPTIONS answer is
+/// not stored by HTTP caches, and a browser keys its preflight cache itself).
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
