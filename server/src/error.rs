@@ -25,7 +25,7 @@
 //! Diagnostics never repeat request content: it may be patient data.
 //!
 //! What is logged: an `Internal` error with its details (ERROR); the `Busy` answers as one
-//! WARN line per [`BUSY_LOG_INTERVAL`] at most, with how many there were (under overload, a
+//! WARN line per `BUSY_LOG_INTERVAL` at most, with how many there were (under overload, a
 //! line per refused request would cost CPU when it is shortest and flood the log).
 
 use std::sync::OnceLock;
@@ -181,11 +181,13 @@ impl IntoResponse for ApiError {
             ApiError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
             ApiError::Busy => {
                 if let Some(count) = BUSY_ANSWERS.count(process_millis()) {
-                    // `answered_503`: since the previous line of this kind.
+                    // `answered_503`: since the previous line of this kind, at most one
+                    // per `at_most_every_s`.
                     tracing::warn!(
                         answered_503 = count,
+                        at_most_every_s = BUSY_LOG_INTERVAL.as_secs(),
                         "busy: requests answered 503 to retry (too many in flight, no database \
-                         connection free in time, or a deadlock broken); one line per 10 s at most"
+                         connection free in time, or a deadlock broken)"
                     );
                 }
             }
@@ -214,7 +216,7 @@ impl IntoResponse for ApiError {
 }
 
 /// At most one log line about `Busy` answers per this interval.
-pub const BUSY_LOG_INTERVAL: Duration = Duration::from_secs(10);
+const BUSY_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 static BUSY_ANSWERS: Throttled = Throttled::new(BUSY_LOG_INTERVAL);
 
