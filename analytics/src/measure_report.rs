@@ -596,11 +596,11 @@ mod tests {
         check_shape(&bundle, "Bundle", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         let text = bundle.to_string();
-        validation::parse_strict(&text).unwrap();
+        validation::parse_strict(&text, "Bundle").unwrap();
         let supported = validation::supported_resource_types();
         for entry in bundle["entry"].as_array().unwrap() {
             let report = &entry["resource"];
-            validation::parse_strict(&report.to_string()).unwrap();
+            validation::parse_strict(&report.to_string(), "MeasureReport").unwrap();
             if supported.contains(&"MeasureReport") {
                 assert_eq!(validation::validate(report), Vec::new());
             }

@@ -215,7 +215,7 @@ async fn the_operation_answers_valid_measure_reports(pool: PgPool) {
     let bundle = json_of(&text);
     assert_eq!(bundle["resourceType"], "Bundle");
     assert_eq!(bundle["type"], "collection");
-    validation::parse_strict(&text).unwrap_or_else(|issue| panic!("{issue:?}"));
+    validation::parse_strict(&text, "Bundle").unwrap_or_else(|issue| panic!("{issue:?}"));
     let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
     assert_eq!(entries.len(), 3);
     let supported = validation::supported_resource_types();
@@ -224,7 +224,8 @@ async fn the_operation_answers_valid_measure_reports(pool: PgPool) {
         assert_eq!(report["resourceType"], "MeasureReport");
         assert_eq!(report["type"], "summary");
         assert_eq!(report["period"]["end"], "2026-01-01");
-        validation::parse_strict(&report.to_string()).unwrap_or_else(|issue| panic!("{issue:?}"));
+        validation::parse_strict(&report.to_string(), "MeasureReport")
+            .unwrap_or_else(|issue| panic!("{issue:?}"));
         if supported.contains(&"MeasureReport") {
             assert_eq!(validation::validate(report), Vec::new());
         }
@@ -277,7 +278,7 @@ async fn an_empty_database_has_empty_reports(pool: PgPool) {
     assert_eq!(json_of(&text)["patients"]["total"], 0);
     let (status, _, text) = send(&app, "GET", "/fhir/$analytics", None).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    validation::parse_strict(&text).unwrap_or_else(|issue| panic!("{issue:?}"));
+    validation::parse_strict(&text, "Bundle").unwrap_or_else(|issue| panic!("{issue:?}"));
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

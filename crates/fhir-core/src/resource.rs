@@ -34,7 +34,7 @@ pub fn parse(body: &[u8], format: Format, expected: ResourceType) -> Result<Valu
     }
     if format == Format::Json {
         // The walker covers the R4 rules it knows; the strict fhirbolt parse is a second gate.
-        validation::parse_strict(text).map_err(|issue| vec![issue])?;
+        validation::parse_strict(text, expected.as_str()).map_err(|issue| vec![issue])?;
     }
     Ok(value)
 }

@@ -72,7 +72,7 @@ fn official_examples_of_supported_types_are_valid() {
         if !issues.is_empty() {
             failures.push(format!("{name}: {issues:#?}"));
         }
-        if let Err(issue) = parse_strict(&text) {
+        if let Err(issue) = parse_strict(&text, resource_type) {
             failures.push(format!("{name}: strict parse: {}", issue.diagnostics));
         }
     }
@@ -111,18 +111,18 @@ fn supported_resources_inside_example_bundles_are_valid() {
         };
         for (index, entry) in bundle["entry"].as_array().into_iter().flatten().enumerate() {
             let resource = &entry["resource"];
-            if !resource["resourceType"]
+            let Some(resource_type) = resource["resourceType"]
                 .as_str()
-                .is_some_and(|t| supported.contains(&t))
-            {
+                .filter(|t| supported.contains(t))
+            else {
                 continue;
-            }
+            };
             checked += 1;
             let issues = describe(resource);
             if !issues.is_empty() {
                 failures.push(format!("{name} entry[{index}]: {issues:#?}"));
             }
-            if let Err(issue) = parse_strict(&resource.to_string()) {
+            if let Err(issue) = parse_strict(&resource.to_string(), resource_type) {
                 failures.push(format!(
                     "{name} entry[{index}]: strict parse: {}",
                     issue.diagnostics

@@ -96,8 +96,9 @@ pub fn warm_up() {
 }
 
 /// Strict R4 parse with fhirbolt, for what the walker does not cover; Err carries one Issue.
-pub fn parse_strict(json_text: &str) -> Result<(), Issue> {
-    fhir_codec::check_json(json_text)
+/// `resource_type` is the type the document's `resourceType` names, checked by the caller.
+pub fn parse_strict(json_text: &str, resource_type: &str) -> Result<(), Issue> {
+    fhir_codec::check_json(json_text, resource_type)
         .map_err(|error| Issue::error(IssueCode::Structure, strict_diagnostics(&error)))
 }
 

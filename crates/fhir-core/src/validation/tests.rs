@@ -46,7 +46,7 @@ fn one(resource: Value, code: IssueCode, expression: &str) -> Issue {
 #[test]
 fn a_valid_patient_has_no_issues() {
     assert_eq!(found(&patient(json!({}))), []);
-    assert!(parse_strict(&patient(json!({})).to_string()).is_ok());
+    assert!(parse_strict(&patient(json!({})).to_string(), "Patient").is_ok());
     assert_eq!(
         supported_resource_types(),
         [
@@ -391,7 +391,7 @@ fn decimals_keep_their_precision() {
         invoice["totalNet"]["value"].to_string(),
         "12345678901234567890.123456789012345678901"
     );
-    assert!(parse_strict(text).is_ok());
+    assert_eq!(parse_strict(text, "Invoice"), Ok(()));
     one(
         json!({"resourceType": "Invoice", "status": "issued", "totalNet": {"value": "12.5"}}),
         IssueCode::Structure,
@@ -570,7 +570,7 @@ fn every_problem_is_reported() {
 #[test]
 fn strict_parse_errors_do_not_quote_values() {
     let text = patient(json!({"active": SECRET})).to_string();
-    let issue = parse_strict(&text).expect_err("a string is not a boolean");
+    let issue = parse_strict(&text, "Patient").expect_err("a string is not a boolean");
     assert_eq!(issue.code, IssueCode::Structure);
     assert!(!issue.diagnostics.contains(SECRET), "{}", issue.diagnostics);
     assert!(
@@ -580,23 +580,25 @@ fn strict_parse_errors_do_not_quote_values() {
     );
 
     let text = patient(json!({"name": [{"family": ["x", SECRET]}]})).to_string();
-    let issue = parse_strict(&text).expect_err("an array is not a string");
+    let issue = parse_strict(&text, "Patient").expect_err("an array is not a string");
     assert!(!issue.diagnostics.contains(SECRET), "{}", issue.diagnostics);
     println!("{}", issue.diagnostics);
 
     let text = patient(json!({"multipleBirthInteger": 1.5})).to_string();
-    let issue = parse_strict(&text).expect_err("not an integer");
+    let issue = parse_strict(&text, "Patient").expect_err("not an integer");
     assert!(!issue.diagnostics.contains("1.5"), "{}", issue.diagnostics);
     println!("{}", issue.diagnostics);
 
-    let issue = parse_strict(&patient(json!({"nickname": "x"})).to_string()).expect_err("unknown");
+    let issue = parse_strict(&patient(json!({"nickname": "x"})).to_string(), "Patient")
+        .expect_err("unknown");
     assert!(
         issue.diagnostics.contains("unknown field"),
         "{}",
         issue.diagnostics
     );
 
-    let issue = parse_strict(r#"{"resourceType": "Zyx-secret"}"#).expect_err("unknown type");
+    let issue =
+        parse_strict(r#"{"resourceType": "Zyx-secret"}"#, "Zyx-secret").expect_err("unknown type");
     assert!(!issue.diagnostics.contains(SECRET), "{}", issue.diagnostics);
     println!("{}", issue.diagnostics);
 }
