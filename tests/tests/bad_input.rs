@@ -227,6 +227,15 @@ fn table() -> Vec<Case> {
         case("unknown nested element", M::POST, "Patient")
             .json(&patient(r#""name": [{"famly": "Smith"}]"#))
             .expr("Patient.name[0].famly"),
+        case("an element given twice", M::POST, "Patient")
+            .json(&patient(r#""active": true, "active": false"#))
+            .expr("Patient.active"),
+        case("an element given twice, nested", M::PUT, "Patient/bad-input-twice")
+            .json(&patient_with_id(
+                "bad-input-twice",
+                r#", "name": [{"family": "Smith", "family": "Jones"}]"#,
+            ))
+            .expr("Patient.name[0].family"),
         case("string for boolean", M::POST, "Patient")
             .json(&patient(r#""active": "yes""#))
             .expr("Patient.active"),

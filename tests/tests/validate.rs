@@ -104,6 +104,17 @@ async fn validate_reports_what_a_write_would_be_refused_for() {
         found,
         [("error".into(), "invalid".into(), "resourceType".into())]
     );
+
+    // A body that is not FHIR JSON (here a member named twice, which a JSON reader would
+    // quietly drop) is refused as a create would refuse it: 400.
+    let twice = r#"{"resourceType": "Parameters", "parameter": [{"name": "resource",
+        "resource": {"resourceType": "Patient", "gender": "female", "gender": "male"}}]}"#;
+    let resp = server.post_text("Patient/$validate", twice).await;
+    let issue = assert_outcome(&resp, 400);
+    assert_eq!(
+        issue["expression"][0],
+        "Parameters.parameter[0].resource.gender"
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 pub mod bundle;
 pub mod fhirpath;
 pub mod id;
+mod members;
 pub mod outcome;
 pub mod patch;
 pub mod reference;

@@ -5,6 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::id::{Id, VersionId};
+use crate::members;
 use crate::outcome::{Issue, IssueCode};
 use crate::resource_type::ResourceType;
 use crate::validation;
@@ -62,7 +63,7 @@ fn to_json(text: &str, format: Format) -> Result<Value, Vec<Issue>> {
 }
 
 fn parse_json(text: &str) -> Result<Value, Vec<Issue>> {
-    serde_json::from_str::<Value>(text).map_err(|e| {
+    let value = serde_json::from_str::<Value>(text).map_err(|e| {
         // Only the position: serde's message could quote the content.
         vec![Issue::error(
             IssueCode::Structure,
@@ -72,7 +73,20 @@ fn parse_json(text: &str) -> Result<Value, Vec<Issue>> {
                 e.column()
             ),
         )]
-    })
+    })?;
+    if let Some(path) = members::repeated(text) {
+        let root = value.get("resourceType").and_then(Value::as_str);
+        let expression = match root {
+            Some(root) => format!("{root}{path}"),
+            None => path.trim_start_matches('.').to_owned(),
+        };
+        return Err(vec![Issue::at(
+            IssueCode::Structure,
+            expression,
+            "an element is given twice in one object: FHIR JSON names each member once",
+        )]);
+    }
+    Ok(value)
 }
 
 fn xml_to_json(text: &str) -> Result<Value, Vec<Issue>> {
@@ -156,6 +170,19 @@ mod tests {
     fn accepts_a_valid_patient() {
         let body = bytes(&json!({"resourceType": "Patient", "gender": "female"}));
         assert!(parse(&body, Format::Json, ResourceType::Patient).is_ok());
+    }
+
+    #[test]
+    fn refuses_an_element_given_twice() {
+        let body = br#"{"resourceType": "Patient", "name": [{"family": "A", "family": "B"}]}"#;
+        let issues = parse(body, Format::Json, ResourceType::Patient).err();
+        let issue = &issues.unwrap_or_default()[0];
+        assert_eq!(issue.code, IssueCode::Structure);
+        assert_eq!(issue.expression.as_deref(), Some("Patient.name[0].family"));
+        let body = br#"{"resourceType": "Parameters", "parameter": [], "parameter": []}"#;
+        let issues = read(body, Format::Json).err();
+        let issue = &issues.unwrap_or_default()[0];
+        assert_eq!(issue.expression.as_deref(), Some("Parameters.parameter"));
     }
 
     #[test]

@@ -241,24 +241,8 @@ fn input(query: Option<&str>, body: Option<&FhirBody>) -> Result<Input, ApiError
     let Some(body) = body.filter(|b| !b.bytes.is_empty()) else {
         return Ok(input);
     };
-    let value: Value = match body.format {
-        Format::Json => serde_json::from_slice(&body.bytes).map_err(|e| {
-            ApiError::Invalid(vec![Issue::error(
-                IssueCode::Structure,
-                format!(
-                    "malformed JSON (syntax error at line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            )])
-        })?,
-        // XML carries the resource itself (Parameters are read as JSON only).
-        Format::Xml => fhir_core::xml::xml_to_json(
-            std::str::from_utf8(&body.bytes)
-                .map_err(|_| ApiError::bad_request("body is not valid UTF-8"))?,
-        )
-        .map_err(ApiError::Invalid)?,
-    };
+    // XML carries the resource itself (Parameters are read as JSON only).
+    let value = resource::read(&body.bytes, body.format).map_err(ApiError::Invalid)?;
     if value.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
         input.resource = Some(value);
         return Ok(input);
