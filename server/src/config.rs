@@ -21,6 +21,9 @@ pub struct Config {
     /// `DATABASE_READ_LANES`: reads by id run at most this many statements at once; more
     /// wait and are answered together (at least 1).
     pub database_read_lanes: usize,
+    /// `FHIR_WORKERS`: threads serving requests, each with its share of the connections
+    /// and read lanes (at least 1; by default one per core).
+    pub workers: usize,
     /// `FHIR_MAX_BODY_BYTES`: larger request bodies get 413.
     pub max_body_bytes: usize,
     /// `FHIR_MAX_REQUESTS_IN_FLIGHT`: requests being answered at once; one more is answered
@@ -176,6 +179,18 @@ impl Config {
                 0 => bail!("DATABASE_READ_LANES must be at least 1"),
                 n => n,
             },
+            workers: match parse(
+                &get(
+                    "FHIR_WORKERS",
+                    &std::thread::available_parallelism()
+                        .map_or(1, std::num::NonZeroUsize::get)
+                        .to_string(),
+                ),
+                "FHIR_WORKERS",
+            )? {
+                0 => bail!("FHIR_WORKERS must be at least 1"),
+                n => n,
+            },
             max_body_bytes: parse(
                 &get("FHIR_MAX_BODY_BYTES", "8388608"),
                 "FHIR_MAX_BODY_BYTES",
@@ -293,6 +308,7 @@ impl fmt::Debug for Config {
             .field("database_url", &redact(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
             .field("database_read_lanes", &self.database_read_lanes)
+            .field("workers", &self.workers)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_requests_in_flight", &self.max_requests_in_flight)
             .field("unique_patient_email", &self.unique_patient_email)
@@ -341,6 +357,8 @@ mod tests {
         );
         assert_eq!(config.bundle_max_entries, 1000);
         assert_eq!(config.database_read_lanes, 2);
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(config.workers, cores);
         assert_eq!(config.rabbitmq_url, "amqp://guest:guest@127.0.0.1:5672/%2f");
         assert!(config.events);
     }
@@ -395,5 +413,6 @@ mod tests {
             Config::from_lookup(|n| (n == "FHIR_MAX_BODY_BYTES").then(|| "lots".into())).is_err()
         );
         assert!(Config::from_lookup(|n| (n == "FHIR_LOG_FORMAT").then(|| "xml".into())).is_err());
+        assert!(Config::from_lookup(|n| (n == "FHIR_WORKERS").then(|| "0".into())).is_err());
     }
 }

@@ -12,6 +12,7 @@ pub mod relay;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod workers;
 
 use std::time::Duration;
 
@@ -190,9 +191,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop_relay.subscribe(),
     ));
     tracing::info!(addr = %listener.local_addr()?, base = %config.base(), "listening");
-    let served = axum::serve(listener, router(AppState::new(store, config)?))
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let workers = config.workers;
+    let state = AppState::new(store, config)?;
+    let served = workers::serve(listener, state, workers, shutdown_signal()).await;
     let _ = stop_relay.send(true);
     exports.abort();
     if let Some(relay) = relay {

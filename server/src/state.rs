@@ -44,10 +44,7 @@ pub struct Shared {
 impl AppState {
     /// State over a connected store. Fails when the token issuer's URL is not usable.
     pub fn new(store: Store, config: Config) -> anyhow::Result<Self> {
-        let analytics = PgPoolOptions::new()
-            .max_connections(ANALYTICS_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with((*store.pool().connect_options()).clone());
+        let analytics = analytics_pool(&store);
         let auth = if config.auth_enabled {
             let mut validator = TokenValidator::new(
                 &config.auth_issuer,
@@ -81,6 +78,22 @@ impl AppState {
         })))
     }
 
+    /// The same state (configuration, authentication, the limit of requests in flight)
+    /// over `store`, with analytics connections of its own: for a worker thread, whose
+    /// runtime the new pools' connections then belong to (called on it).
+    #[must_use]
+    pub fn with_store(&self, store: Store) -> Self {
+        AppState(Arc::new(Shared {
+            analytics: analytics_pool(&store),
+            store,
+            config: Arc::clone(&self.config),
+            base: Arc::clone(&self.base),
+            started: self.started,
+            auth: self.auth.clone(),
+            in_flight: Arc::clone(&self.in_flight),
+        }))
+    }
+
     /// The same state with requests authenticated by `auth` (before it is shared).
     ///
     /// # Panics
@@ -92,6 +105,14 @@ impl AppState {
             .auth = auth;
         self
     }
+}
+
+/// The analytics reports' pool on `store`'s database, opened on first use.
+fn analytics_pool(store: &Store) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(ANALYTICS_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with((*store.pool().connect_options()).clone())
 }
 
 impl Deref for AppState {
