@@ -5,11 +5,13 @@
 //! the connections it was given from their first request to their last, on its own
 //! PostgreSQL connections: a request is never moved between threads, and the wake-ups that
 //! pass a request's I/O from one thread to another in a shared runtime do not happen. On 2
-//! cores this answered about 1.4 times the reads by id a second of one multi-threaded
-//! runtime at 8 clients, for less CPU per read (bench/README.md).
+//! cores this answered about 1.15 times the reads by id a second of one multi-threaded
+//! runtime at 8 clients (docs/ARCHITECTURE.md, "Serving").
 //!
 //! A connection stays on its thread: a long computation (a large transaction Bundle) holds
-//! back the other requests of that thread, not the other threads'.
+//! back the other requests of that thread, not the other threads', and when the system
+//! leaves a worker waiting for a core, its connections wait with it (the p99 of creates
+//! rose under a full load, bench/README.md).
 
 use std::io;
 use std::net::SocketAddr;
