@@ -14,6 +14,7 @@ pub mod state;
 pub mod telemetry;
 pub mod workers;
 
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::Router;
@@ -203,6 +204,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Runs the future `work` makes on a thread named `name`, in a single-threaded runtime built
+/// on that thread: the pools, connections and tasks `work` creates belong to that runtime.
+pub(crate) fn spawn_with_runtime<F, Fut>(name: String, work: F) -> std::io::Result<JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(work()),
+                Err(error) => tracing::error!(%error, thread = name, "a runtime cannot start"),
+            }
+        })
 }
 
 async fn shutdown_signal() {

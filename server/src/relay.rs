@@ -129,7 +129,8 @@ async fn prune(store: &Store, retention: Duration) {
 }
 
 /// Starts [`run`] on a thread of its own, with its own runtime and `store` on connections
-/// of its own ([`Store::with_own_connections`]); the receiver completes once it has stopped.
+/// of its own ([`Store::with_own_connections`]); the receiver completes once it has stopped
+/// (with an error if its runtime could not start).
 ///
 /// Not a task of the server's runtime: under load that runtime has hundreds of requests to
 /// poll, and a relay that was one task among them fell behind them (at 650 writes a second
@@ -144,21 +145,10 @@ pub fn spawn(
 ) -> std::io::Result<oneshot::Receiver<()>> {
     let (stopped, done) = oneshot::channel();
     let store = store.clone();
-    std::thread::Builder::new()
-        .name("relay".into())
-        .spawn(move || {
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                // Inside the runtime: the pools' connections and tasks belong to it.
-                Ok(runtime) => runtime.block_on(async move {
-                    run(store.with_own_connections(1), url, retention, shutdown).await;
-                }),
-                Err(error) => tracing::error!(%error, "the change event relay cannot start"),
-            }
-            let _ = stopped.send(());
-        })?;
+    crate::spawn_with_runtime("relay".into(), move || async move {
+        run(store.with_own_connections(1), url, retention, shutdown).await;
+        let _ = stopped.send(());
+    })?;
     Ok(done)
 }
 

@@ -128,18 +128,7 @@ struct Worker {
 
 impl Worker {
     fn start(self, index: usize) -> io::Result<JoinHandle<()>> {
-        std::thread::Builder::new()
-            .name(format!("worker-{index}"))
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    // Inside the runtime: the pools' connections and tasks belong to it.
-                    Ok(runtime) => runtime.block_on(self.serve()),
-                    Err(error) => tracing::error!(%error, "a worker cannot start"),
-                }
-            })
+        crate::spawn_with_runtime(format!("worker-{index}"), move || self.serve())
     }
 
     async fn serve(self) {
